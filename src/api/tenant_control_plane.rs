@@ -1,0 +1,564 @@
+//! The `TenantControlPlane` custom resource, field-compatible with Kamaji's
+//! `kamaji.clastix.io/v1alpha1`: a Kamaji manifest applies unchanged. Fields
+//! kamaji-rs does not act on are kept verbatim and listed by
+//! [`TenantControlPlaneSpec::fields_not_acted_on`] so the status can name them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::schema::{preserved_list, preserved_object};
+
+/// Desired state of a tenant control plane.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "kamaji.clastix.io",
+    version = "v1alpha1",
+    kind = "TenantControlPlane",
+    namespaced,
+    status = "TenantControlPlaneStatus",
+    shortname = "tcp",
+    category = "kamaji",
+    doc = "A Kubernetes control plane (kube-apiserver, controller-manager, scheduler) run as a Deployment \
+           in the management cluster, with its whole PKI owned by kamaji-rs.",
+    scale(
+        spec_replicas_path = ".spec.controlPlane.deployment.replicas",
+        status_replicas_path = ".status.kubernetesResources.deployment.replicas",
+        label_selector_path = ".status.kubernetesResources.deployment.selector"
+    ),
+    printcolumn(name = "Version", type_ = "string", json_path = ".spec.kubernetes.version",
+                description = "Kubernetes version"),
+    printcolumn(name = "Installed Version", type_ = "string",
+                json_path = ".status.kubernetesResources.version.version",
+                description = "The actual installed Kubernetes version from status"),
+    printcolumn(name = "Status", type_ = "string",
+                json_path = ".status.kubernetesResources.version.status", description = "Status"),
+    printcolumn(name = "Control-Plane endpoint", type_ = "string", json_path = ".status.controlPlaneEndpoint",
+                description = "Tenant Control Plane Endpoint (API server)"),
+    printcolumn(name = "Kubeconfig", type_ = "string", json_path = ".status.kubeconfig.admin.secretName",
+                description = "Secret which contains admin kubeconfig"),
+    printcolumn(name = "Datastore", type_ = "string", json_path = ".status.storage.dataStoreName",
+                description = "DataStore actually used"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp",
+                description = "Age")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantControlPlaneSpec {
+    /// Name of the cluster-scoped DataStore backing this tenant; the manager's `--datastore` when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_store: Option<String>,
+    /// Schema (etcd key prefix, SQL database) of the tenant in its DataStore; the tenant name when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_store_schema: Option<String>,
+    /// User of the tenant in its DataStore: the CN of the etcd client certificate; the schema when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_store_username: Option<String>,
+    /// Kamaji's per-resource DataStore overrides; kept, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_list")]
+    pub data_store_overrides: Option<Value>,
+    /// Kamaji's write-permission toggles; kept, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub write_permissions: Option<Value>,
+    /// How the control plane runs in the management cluster.
+    #[serde(default)]
+    pub control_plane: ControlPlane,
+    /// The tenant's Kubernetes settings.
+    pub kubernetes: KubernetesSpec,
+    /// Addresses, ports and CIDRs of the tenant.
+    #[serde(default)]
+    pub network_profile: NetworkProfile,
+    /// Optional tenant addons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addons: Option<Addons>,
+}
+
+/// How the control plane is deployed and exposed in the management cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlPlane {
+    /// The Deployment running kube-apiserver, kube-controller-manager and kube-scheduler.
+    #[serde(default)]
+    pub deployment: DeploymentSpec,
+    /// The Service exposing the tenant's API server.
+    #[serde(default)]
+    pub service: ServiceSpec,
+    /// Kamaji's Ingress exposure; kept, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub ingress: Option<Value>,
+    /// Kamaji's Gateway API exposure; kept, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub gateway: Option<Value>,
+}
+
+/// The control-plane Deployment. Kamaji's other Deployment fields (strategy,
+/// resources, extraArgs, additional containers...) are kept verbatim.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct DeploymentSpec {
+    /// Number of control-plane replicas; 0 puts the tenant to sleep.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// Fields of Kamaji's Deployment spec that kamaji-rs keeps but does not act on.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub not_acted_on: BTreeMap<String, Value>,
+}
+
+impl Default for DeploymentSpec {
+    fn default() -> Self {
+        Self { replicas: default_replicas(), not_acted_on: BTreeMap::new() }
+    }
+}
+
+fn default_replicas() -> i32 {
+    2
+}
+
+/// The Service in front of the tenant's API server.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct ServiceSpec {
+    /// Service type: ClusterIP (default), NodePort or LoadBalancer.
+    #[serde(default)]
+    pub service_type: ServiceType,
+    /// Fields of Kamaji's Service spec (additionalMetadata...) kept but not acted on.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub not_acted_on: BTreeMap<String, Value>,
+}
+
+/// Kubernetes Service types a tenant can be exposed with.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    /// Reachable inside the management cluster.
+    #[default]
+    ClusterIP,
+    /// Reachable on every node's port.
+    NodePort,
+    /// Reachable through a cloud load balancer.
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The Service `spec.type` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// The tenant's Kubernetes settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesSpec {
+    /// Kubernetes version of the control plane, e.g. `v1.37.2`.
+    #[schemars(regex(pattern = r"^v[0-9]+\.[0-9]+\.[0-9]+$"))]
+    pub version: String,
+    /// Kamaji's kubelet settings for joining nodes; kept, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub kubelet: Option<Value>,
+    /// Admission plugins enabled on the tenant's API server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admission_controllers: Vec<String>,
+}
+
+/// Network settings of the tenant.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct NetworkProfile {
+    /// IP address the API server is exposed on; when empty, the Service's address is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 45))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == '' || isIP(self)",
+        "message": "must be an IPv4 or IPv6 address"}]))]
+    pub address: Option<String>,
+    /// Port of the API server.
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Extra subject alternative names (DNS names or IPs) of the API server certificate.
+    #[serde(default, rename = "certSANs", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(max = 253)))]
+    pub cert_sans: Vec<String>,
+    /// CIDR of the tenant's Services; its first address is `kubernetes.default`.
+    #[serde(default = "default_service_cidr")]
+    #[schemars(length(max = 49))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "isCIDR(self)",
+        "message": "must be a CIDR such as 10.96.0.0/16"}]))]
+    pub service_cidr: String,
+    /// CIDR of the tenant's Pods.
+    #[serde(default = "default_pod_cidr")]
+    #[schemars(length(max = 49))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "isCIDR(self)",
+        "message": "must be a CIDR such as 10.244.0.0/16"}]))]
+    pub pod_cidr: String,
+    /// Cluster DNS Service IPs.
+    #[serde(default, rename = "dnsServiceIPs", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(max = 45)))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(ip, isIP(ip))",
+        "message": "every entry must be an IPv4 or IPv6 address"}]))]
+    pub dns_service_ips: Vec<String>,
+    /// DNS domain of the tenant cluster.
+    #[serde(default = "default_cluster_domain")]
+    pub cluster_domain: String,
+    /// Kamaji's other network fields (serviceCidrs, loadBalancerClass...) kept but not acted on.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub not_acted_on: BTreeMap<String, Value>,
+}
+
+impl Default for NetworkProfile {
+    fn default() -> Self {
+        Self {
+            address: None,
+            port: default_port(),
+            cert_sans: Vec::new(),
+            service_cidr: default_service_cidr(),
+            pod_cidr: default_pod_cidr(),
+            dns_service_ips: Vec::new(),
+            cluster_domain: default_cluster_domain(),
+            not_acted_on: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_port() -> i32 {
+    6443
+}
+fn default_service_cidr() -> String {
+    "10.96.0.0/16".into()
+}
+fn default_pod_cidr() -> String {
+    "10.244.0.0/16".into()
+}
+fn default_cluster_domain() -> String {
+    "cluster.local".into()
+}
+
+/// Tenant addons.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Addons {
+    /// The konnectivity server beside the API server (and its agent in the tenant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub konnectivity: Option<Konnectivity>,
+    /// Kamaji's CoreDNS addon; kept, not acted on.
+    #[serde(default, rename = "coreDNS", skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub core_dns: Option<Value>,
+    /// Kamaji's kube-proxy addon; kept, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub kube_proxy: Option<Value>,
+}
+
+/// The konnectivity addon.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Konnectivity {
+    /// The konnectivity-server sidecar of the control plane.
+    #[serde(default)]
+    pub server: KonnectivityServer,
+    /// The konnectivity agent run inside the tenant; kept, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserved_object")]
+    pub agent: Option<Value>,
+}
+
+/// The konnectivity-server sidecar.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
+pub struct KonnectivityServer {
+    /// Port the agents connect to.
+    #[serde(default = "default_konnectivity_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Container image of konnectivity-server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image tag of konnectivity-server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Kamaji's other server fields (resources, extraArgs) kept but not acted on.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub not_acted_on: BTreeMap<String, Value>,
+}
+
+impl Default for KonnectivityServer {
+    fn default() -> Self {
+        Self { port: default_konnectivity_port(), image: None, version: None, not_acted_on: BTreeMap::new() }
+    }
+}
+
+fn default_konnectivity_port() -> i32 {
+    8132
+}
+
+impl TenantControlPlaneSpec {
+    /// JSON paths of the fields present in this spec that kamaji-rs keeps but
+    /// does not act on, for the `FieldsNotActedOn` condition.
+    pub fn fields_not_acted_on(&self) -> Vec<String> {
+        let mut fields = Vec::new();
+        let mut optional = |path: &str, present: bool| {
+            if present {
+                fields.push(path.to_string());
+            }
+        };
+        optional("spec.dataStoreOverrides", self.data_store_overrides.is_some());
+        optional("spec.writePermissions", self.write_permissions.is_some());
+        optional("spec.controlPlane.ingress", self.control_plane.ingress.is_some());
+        optional("spec.controlPlane.gateway", self.control_plane.gateway.is_some());
+        optional("spec.kubernetes.kubelet", self.kubernetes.kubelet.is_some());
+        if let Some(addons) = &self.addons {
+            optional("spec.addons.coreDNS", addons.core_dns.is_some());
+            optional("spec.addons.kubeProxy", addons.kube_proxy.is_some());
+            if let Some(konnectivity) = &addons.konnectivity {
+                optional("spec.addons.konnectivity.agent", konnectivity.agent.is_some());
+            }
+        }
+        let flattened = [
+            ("spec.controlPlane.deployment", &self.control_plane.deployment.not_acted_on),
+            ("spec.controlPlane.service", &self.control_plane.service.not_acted_on),
+            ("spec.networkProfile", &self.network_profile.not_acted_on),
+        ];
+        for (prefix, extra) in flattened {
+            fields.extend(extra.keys().map(|key| format!("{prefix}.{key}")));
+        }
+        if let Some(server) = self.addons.as_ref().and_then(|a| a.konnectivity.as_ref()).map(|k| &k.server) {
+            fields.extend(server.not_acted_on.keys().map(|k| format!("spec.addons.konnectivity.server.{k}")));
+        }
+        fields
+    }
+
+    /// Whether the konnectivity addon is enabled.
+    pub fn konnectivity(&self) -> Option<&Konnectivity> {
+        self.addons.as_ref().and_then(|addons| addons.konnectivity.as_ref())
+    }
+}
+
+/// Observed state, with Kamaji's field names so Kamaji tooling reads it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantControlPlaneStatus {
+    /// `<address>:<port>` of the tenant API server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane_endpoint: Option<String>,
+    /// Version and workload status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_resources: Option<KubernetesResourcesStatus>,
+    /// The kubeconfig Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<KubeconfigsStatus>,
+    /// The certificate Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<CertificatesStatus>,
+    /// The DataStore in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageStatus>,
+    /// Addon status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addons: Option<AddonsStatus>,
+    /// Standard conditions (Ready, CertificatesReady, FieldsNotActedOn, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Kamaji's `status.kubernetesResources`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesResourcesStatus {
+    /// Installed version and lifecycle status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<VersionStatus>,
+    /// The control-plane Deployment as observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<DeploymentStatus>,
+}
+
+/// Installed version and lifecycle status.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionStatus {
+    /// The Kubernetes version running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Lifecycle status of the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<KubernetesVersionStatus>,
+}
+
+/// Kamaji's `KubernetesVersionStatus` enum.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum KubernetesVersionStatus {
+    /// First rollout not finished.
+    #[default]
+    Provisioning,
+    /// A new CA is being rolled out.
+    CertificateAuthorityRotating,
+    /// A version change is rolling out.
+    Upgrading,
+    /// The tenant moves to another DataStore (not implemented by kamaji-rs).
+    Migrating,
+    /// All replicas run the current spec.
+    Ready,
+    /// No replica is ready.
+    NotReady,
+    /// Scaled to zero.
+    Sleeping,
+    /// The DataStore only allows reads (not implemented by kamaji-rs).
+    WriteLimited,
+    /// None of the above could be established.
+    Unknown,
+}
+
+impl KubernetesVersionStatus {
+    /// The status as printed by `kubectl get tcp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provisioning => "Provisioning",
+            Self::CertificateAuthorityRotating => "CertificateAuthorityRotating",
+            Self::Upgrading => "Upgrading",
+            Self::Migrating => "Migrating",
+            Self::Ready => "Ready",
+            Self::NotReady => "NotReady",
+            Self::Sleeping => "Sleeping",
+            Self::WriteLimited => "WriteLimited",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+/// The control-plane Deployment as observed (also the scale subresource's source).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatus {
+    /// Name of the Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Current replicas.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Ready replicas.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the control-plane pods, for `kubectl scale`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+}
+
+/// One managed Secret: name, checksum of its data and when it last changed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretStatus {
+    /// Name of the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// Checksum of the Secret's data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// When the data last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update: Option<String>,
+}
+
+/// Kamaji's `status.kubeconfig`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeconfigsStatus {
+    /// `<tcp>-admin-kubeconfig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<SecretStatus>,
+    /// `<tcp>-controller-manager-kubeconfig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_manager: Option<SecretStatus>,
+    /// `<tcp>-scheduler-kubeconfig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SecretStatus>,
+}
+
+/// Kamaji's `status.certificates`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificatesStatus {
+    /// `<tcp>-ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<SecretStatus>,
+    /// `<tcp>-api-server-certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_server: Option<SecretStatus>,
+    /// `<tcp>-api-server-kubelet-client-certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_server_kubelet_client: Option<SecretStatus>,
+    /// `<tcp>-front-proxy-ca-certificate`.
+    #[serde(default, rename = "frontProxyCA", skip_serializing_if = "Option::is_none")]
+    pub front_proxy_ca: Option<SecretStatus>,
+    /// `<tcp>-front-proxy-client-certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front_proxy_client: Option<SecretStatus>,
+    /// `<tcp>-sa-certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sa: Option<SecretStatus>,
+}
+
+/// Kamaji's `status.storage`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageStatus {
+    /// Driver of the DataStore (etcd, MySQL, PostgreSQL, NATS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Name of the DataStore in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_store_name: Option<String>,
+    /// `<tcp>-datastore-config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<SecretStatus>,
+    /// `<tcp>-datastore-certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<SecretStatus>,
+}
+
+/// Kamaji's `status.addons`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddonsStatus {
+    /// The konnectivity certificate and kubeconfig Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub konnectivity: Option<KonnectivityStatus>,
+}
+
+/// Kamaji's `status.addons.konnectivity`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KonnectivityStatus {
+    /// Whether the addon is enabled.
+    #[serde(default)]
+    pub enabled: bool,
+    /// `<tcp>-konnectivity-certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<SecretStatus>,
+    /// `<tcp>-konnectivity-kubeconfig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<SecretStatus>,
+}

@@ -1,0 +1,1 @@
+//! Pure PKI: keys, authorities, the certificate catalog, kubeconfigs and inspection.
