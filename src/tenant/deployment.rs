@@ -1,0 +1,615 @@
+//! The control-plane Deployment `<tcp>`: kube-apiserver, kube-controller-manager
+//! and kube-scheduler (plus konnectivity-server with the addon) with kubeadm's
+//! static-pod flags, every Secret mounted read-only, and ONE pod-template
+//! checksum over all mounted material, so a batch of rotations is one rollout.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
+        core::v1::{
+            Container, ContainerPort, HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe,
+            ProjectedVolumeSource, SecretProjection, SecretVolumeSource, Volume, VolumeMount,
+            VolumeProjection,
+        },
+    },
+    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
+};
+use sha2::{Digest, Sha256};
+
+use super::meta::{TenantRef, suffix};
+use crate::api::TenantControlPlaneSpec;
+
+/// Pod-template annotation holding the checksum of every mounted Secret.
+pub const MATERIAL_CHECKSUM: &str = "kamaji.clastix.io/material-checksum";
+
+const PKI_DIR: &str = "/etc/kubernetes/pki";
+const KUBECONFIG_DIR: &str = "/etc/kubernetes";
+const CONTROLLER_MANAGER_PORT: i32 = 10257;
+const SCHEDULER_PORT: i32 = 10259;
+const KONNECTIVITY_ADMIN_PORT: i32 = 8133;
+const KONNECTIVITY_HEALTH_PORT: i32 = 8134;
+const KONNECTIVITY_IMAGE: &str = "registry.k8s.io/kas-network-proxy/proxy-server";
+const KONNECTIVITY_VERSION: &str = "v0.34.0";
+
+/// One file of the `/etc/kubernetes/pki` projected volume: (Secret suffix, data key, path).
+type PkiFile = (&'static str, &'static str, &'static str);
+
+/// The PKI directory as kubeadm lays it out, from the tenant's Secrets.
+const PKI_FILES: &[PkiFile] = &[
+    (suffix::CA, "ca.crt", "ca.crt"),
+    (suffix::CA, "ca.key", "ca.key"),
+    (suffix::FRONT_PROXY_CA, "front-proxy-ca.crt", "front-proxy-ca.crt"),
+    (suffix::SA, "sa.pub", "sa.pub"),
+    (suffix::SA, "sa.key", "sa.key"),
+    ("api-server-certificate", "apiserver.crt", "apiserver.crt"),
+    ("api-server-certificate", "apiserver.key", "apiserver.key"),
+    (
+        "api-server-kubelet-client-certificate",
+        "apiserver-kubelet-client.crt",
+        "apiserver-kubelet-client.crt",
+    ),
+    (
+        "api-server-kubelet-client-certificate",
+        "apiserver-kubelet-client.key",
+        "apiserver-kubelet-client.key",
+    ),
+    (
+        "front-proxy-client-certificate",
+        "front-proxy-client.crt",
+        "front-proxy-client.crt",
+    ),
+    (
+        "front-proxy-client-certificate",
+        "front-proxy-client.key",
+        "front-proxy-client.key",
+    ),
+    (suffix::DATASTORE_CERTIFICATE, "ca.crt", "etcd/ca.crt"),
+    (suffix::DATASTORE_CERTIFICATE, "server.crt", "etcd/server.crt"),
+    (suffix::DATASTORE_CERTIFICATE, "server.key", "etcd/server.key"),
+];
+
+/// Konnectivity files, only with the addon.
+const KONNECTIVITY_PKI_FILES: &[PkiFile] = &[
+    ("konnectivity-certificate", "tls.crt", "konnectivity/tls.crt"),
+    ("konnectivity-certificate", "tls.key", "konnectivity/tls.key"),
+];
+
+/// Kubeconfig Secrets mounted whole into one container each: (suffix, data key, container).
+const KUBECONFIG_MOUNTS: &[(&str, &str, &str)] = &[
+    (
+        "controller-manager-kubeconfig",
+        "controller-manager.conf",
+        "kube-controller-manager",
+    ),
+    ("scheduler-kubeconfig", "scheduler.conf", "kube-scheduler"),
+];
+const KONNECTIVITY_KUBECONFIG: (&str, &str, &str) = (
+    "konnectivity-kubeconfig",
+    "konnectivity-server.conf",
+    "konnectivity-server",
+);
+
+/// Suffixes of every Secret the pods mount: a change to any of them must roll
+/// the Deployment, so the checksum covers exactly these.
+pub fn mounted_secret_suffixes(konnectivity: bool) -> Vec<&'static str> {
+    let mut suffixes: Vec<&str> = PKI_FILES.iter().map(|(s, _, _)| *s).collect();
+    suffixes.extend(KUBECONFIG_MOUNTS.iter().map(|(s, _, _)| *s));
+    if konnectivity {
+        suffixes.extend(KONNECTIVITY_PKI_FILES.iter().map(|(s, _, _)| *s));
+        suffixes.push(KONNECTIVITY_KUBECONFIG.0);
+    }
+    suffixes.sort_unstable();
+    suffixes.dedup();
+    suffixes
+}
+
+/// Checksum over the data of the mounted Secrets, by suffix, in a stable order.
+pub fn material_checksum<'a>(
+    secrets: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, Vec<u8>>)>,
+) -> String {
+    let mut ordered: Vec<_> = secrets.into_iter().collect();
+    ordered.sort_by_key(|(suffix, _)| *suffix);
+    let mut hasher = Sha256::new();
+    for (suffix, data) in ordered {
+        hasher.update(suffix.as_bytes());
+        hasher.update([0]);
+        for (key, value) in data {
+            hasher.update(key.as_bytes());
+            hasher.update([0]);
+            hasher.update((value.len() as u64).to_be_bytes());
+            hasher.update(value);
+        }
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Where the tenant's state lives, as the API server needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatastoreWiring {
+    /// `https://host:port` etcd endpoints.
+    pub etcd_servers: Vec<String>,
+    /// Key prefix of this tenant in etcd (`/<schema>`).
+    pub prefix: String,
+}
+
+/// The Deployment running the tenant's control plane.
+pub fn desired(
+    tenant: &TenantRef,
+    spec: &TenantControlPlaneSpec,
+    datastore: &DatastoreWiring,
+    material_checksum: &str,
+) -> Deployment {
+    let konnectivity = spec.konnectivity().is_some();
+    let mut template_labels = tenant.labels(suffix::DEPLOYMENT);
+    template_labels.extend(tenant.pod_selector());
+    let mut containers = vec![
+        api_server(spec, datastore),
+        controller_manager(tenant, spec),
+        scheduler(spec),
+    ];
+    if let Some(addon) = spec.konnectivity() {
+        containers.push(konnectivity_server(tenant, spec, addon));
+    }
+    let mut volumes = vec![pki_volume(tenant, konnectivity)];
+    let mut kubeconfigs: Vec<_> = KUBECONFIG_MOUNTS.to_vec();
+    if konnectivity {
+        kubeconfigs.push(KONNECTIVITY_KUBECONFIG);
+    }
+    for (secret_suffix, key, _) in &kubeconfigs {
+        volumes.push(Volume {
+            name: secret_suffix.to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tenant.object_name(secret_suffix)),
+                items: Some(vec![KeyToPath {
+                    key: key.to_string(),
+                    path: key.to_string(),
+                    ..KeyToPath::default()
+                }]),
+                default_mode: Some(0o640),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    Deployment {
+        metadata: {
+            let mut meta = tenant.object_meta(suffix::DEPLOYMENT);
+            meta.name = Some(tenant.name.clone());
+            meta
+        },
+        spec: DeploymentSpec {
+            replicas: Some(spec.control_plane.deployment.replicas),
+            selector: LabelSelector {
+                match_labels: Some(tenant.pod_selector()),
+                match_expressions: None,
+            },
+            // Surge a full new set before removing old pods: the tenant keeps
+            // serving with the old material until the new pods are ready.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::String("100%".into())),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    labels: Some(template_labels),
+                    annotations: Some(BTreeMap::from([(
+                        MATERIAL_CHECKSUM.to_string(),
+                        material_checksum.to_string(),
+                    )])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers,
+                    volumes: Some(volumes),
+                    // Tenant components talk to the management cluster's API never.
+                    automount_service_account_token: Some(false),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        status: None,
+    }
+}
+
+fn pki_volume(tenant: &TenantRef, konnectivity: bool) -> Volume {
+    let mut by_secret: BTreeMap<&str, Vec<KeyToPath>> = BTreeMap::new();
+    let files = PKI_FILES
+        .iter()
+        .chain(if konnectivity { KONNECTIVITY_PKI_FILES } else { &[] });
+    for (secret_suffix, key, path) in files {
+        by_secret.entry(secret_suffix).or_default().push(KeyToPath {
+            key: key.to_string(),
+            path: path.to_string(),
+            ..KeyToPath::default()
+        });
+    }
+    let sources = by_secret
+        .into_iter()
+        .map(|(secret_suffix, items)| VolumeProjection {
+            secret: Some(SecretProjection {
+                name: tenant.object_name(secret_suffix),
+                items: Some(items),
+                optional: None,
+            }),
+            ..VolumeProjection::default()
+        })
+        .collect();
+    Volume {
+        name: "pki".into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(sources),
+            default_mode: Some(0o640),
+            ..ProjectedVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn https_probe(path: &str, port: i32, failure_threshold: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(port),
+            scheme: Some("HTTPS".into()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(10),
+        period_seconds: Some(10),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(failure_threshold),
+        ..Probe::default()
+    }
+}
+
+fn image(component: &str, spec: &TenantControlPlaneSpec) -> String {
+    format!("registry.k8s.io/{component}:{}", spec.kubernetes.version)
+}
+
+fn flags(pairs: &[(&str, String)]) -> Vec<String> {
+    pairs
+        .iter()
+        .map(|(flag, value)| format!("--{flag}={value}"))
+        .collect()
+}
+
+fn pki(file: &str) -> String {
+    format!("{PKI_DIR}/{file}")
+}
+
+fn api_server(spec: &TenantControlPlaneSpec, datastore: &DatastoreWiring) -> Container {
+    let network = &spec.network_profile;
+    let mut admission = vec!["NodeRestriction".to_string()];
+    admission.extend(
+        spec.kubernetes
+            .admission_controllers
+            .iter()
+            .filter(|p| *p != "NodeRestriction")
+            .cloned(),
+    );
+    let mut args = vec![("allow-privileged", "true".to_string())];
+    if let Some(address) = network.address.as_deref().filter(|a| !a.is_empty()) {
+        args.push(("advertise-address", address.to_string()));
+    }
+    args.extend([
+        ("authorization-mode", "Node,RBAC".to_string()),
+        ("client-ca-file", pki("ca.crt")),
+        ("enable-admission-plugins", admission.join(",")),
+        ("enable-bootstrap-token-auth", "true".to_string()),
+        ("etcd-cafile", pki("etcd/ca.crt")),
+        ("etcd-certfile", pki("etcd/server.crt")),
+        ("etcd-keyfile", pki("etcd/server.key")),
+        ("etcd-prefix", datastore.prefix.clone()),
+        ("etcd-servers", datastore.etcd_servers.join(",")),
+        ("etcd-compaction-interval", "0".to_string()),
+        ("kubelet-client-certificate", pki("apiserver-kubelet-client.crt")),
+        ("kubelet-client-key", pki("apiserver-kubelet-client.key")),
+        (
+            "kubelet-preferred-address-types",
+            "InternalIP,ExternalIP,Hostname".to_string(),
+        ),
+        ("proxy-client-cert-file", pki("front-proxy-client.crt")),
+        ("proxy-client-key-file", pki("front-proxy-client.key")),
+        ("requestheader-allowed-names", "front-proxy-client".to_string()),
+        ("requestheader-client-ca-file", pki("front-proxy-ca.crt")),
+        (
+            "requestheader-extra-headers-prefix",
+            "X-Remote-Extra-".to_string(),
+        ),
+        ("requestheader-group-headers", "X-Remote-Group".to_string()),
+        ("requestheader-username-headers", "X-Remote-User".to_string()),
+        ("secure-port", network.port.to_string()),
+        (
+            "service-account-issuer",
+            format!("https://kubernetes.default.svc.{}", network.cluster_domain),
+        ),
+        ("service-account-key-file", pki("sa.pub")),
+        ("service-account-signing-key-file", pki("sa.key")),
+        ("service-cluster-ip-range", network.service_cidr.clone()),
+        ("tls-cert-file", pki("apiserver.crt")),
+        ("tls-private-key-file", pki("apiserver.key")),
+    ]);
+    Container {
+        name: "kube-apiserver".into(),
+        image: Some(image("kube-apiserver", spec)),
+        command: Some(vec!["kube-apiserver".into()]),
+        args: Some(flags(&args)),
+        ports: Some(vec![ContainerPort {
+            name: Some("kube-apiserver".into()),
+            container_port: network.port,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(https_probe("/livez", network.port, 8)),
+        readiness_probe: Some(https_probe("/readyz", network.port, 3)),
+        startup_probe: Some(https_probe("/livez", network.port, 24)),
+        volume_mounts: Some(vec![mount("pki", PKI_DIR)]),
+        ..Container::default()
+    }
+}
+
+fn controller_manager(tenant: &TenantRef, spec: &TenantControlPlaneSpec) -> Container {
+    let kubeconfig = format!("{KUBECONFIG_DIR}/controller-manager.conf");
+    let network = &spec.network_profile;
+    let args = [
+        ("allocate-node-cidrs", "true".to_string()),
+        ("authentication-kubeconfig", kubeconfig.clone()),
+        ("authorization-kubeconfig", kubeconfig.clone()),
+        ("bind-address", "0.0.0.0".to_string()),
+        ("client-ca-file", pki("ca.crt")),
+        ("cluster-cidr", network.pod_cidr.clone()),
+        ("cluster-name", tenant.name.clone()),
+        // These sign the kubelet client certificates requested inside the tenant.
+        ("cluster-signing-cert-file", pki("ca.crt")),
+        ("cluster-signing-key-file", pki("ca.key")),
+        ("controllers", "*,bootstrapsigner,tokencleaner".to_string()),
+        ("kubeconfig", kubeconfig),
+        ("leader-elect", "true".to_string()),
+        ("requestheader-client-ca-file", pki("front-proxy-ca.crt")),
+        ("root-ca-file", pki("ca.crt")),
+        ("service-account-private-key-file", pki("sa.key")),
+        ("service-cluster-ip-range", network.service_cidr.clone()),
+        ("use-service-account-credentials", "true".to_string()),
+    ];
+    Container {
+        name: "kube-controller-manager".into(),
+        image: Some(image("kube-controller-manager", spec)),
+        command: Some(vec!["kube-controller-manager".into()]),
+        args: Some(flags(&args)),
+        liveness_probe: Some(https_probe("/healthz", CONTROLLER_MANAGER_PORT, 8)),
+        startup_probe: Some(https_probe("/healthz", CONTROLLER_MANAGER_PORT, 24)),
+        volume_mounts: Some(vec![
+            mount("pki", PKI_DIR),
+            VolumeMount {
+                sub_path: Some("controller-manager.conf".into()),
+                ..mount(
+                    "controller-manager-kubeconfig",
+                    &format!("{KUBECONFIG_DIR}/controller-manager.conf"),
+                )
+            },
+        ]),
+        ..Container::default()
+    }
+}
+
+fn scheduler(spec: &TenantControlPlaneSpec) -> Container {
+    let kubeconfig = format!("{KUBECONFIG_DIR}/scheduler.conf");
+    let args = [
+        ("authentication-kubeconfig", kubeconfig.clone()),
+        ("authorization-kubeconfig", kubeconfig.clone()),
+        ("bind-address", "0.0.0.0".to_string()),
+        ("kubeconfig", kubeconfig),
+        ("leader-elect", "true".to_string()),
+    ];
+    Container {
+        name: "kube-scheduler".into(),
+        image: Some(image("kube-scheduler", spec)),
+        command: Some(vec!["kube-scheduler".into()]),
+        args: Some(flags(&args)),
+        liveness_probe: Some(https_probe("/healthz", SCHEDULER_PORT, 8)),
+        startup_probe: Some(https_probe("/healthz", SCHEDULER_PORT, 24)),
+        volume_mounts: Some(vec![VolumeMount {
+            sub_path: Some("scheduler.conf".into()),
+            ..mount(
+                "scheduler-kubeconfig",
+                &format!("{KUBECONFIG_DIR}/scheduler.conf"),
+            )
+        }]),
+        ..Container::default()
+    }
+}
+
+fn konnectivity_server(
+    tenant: &TenantRef,
+    spec: &TenantControlPlaneSpec,
+    addon: &crate::api::tenant_control_plane::Konnectivity,
+) -> Container {
+    let kubeconfig = format!("{KUBECONFIG_DIR}/konnectivity-server.conf");
+    let image = format!(
+        "{}:{}",
+        addon.server.image.as_deref().unwrap_or(KONNECTIVITY_IMAGE),
+        addon.server.version.as_deref().unwrap_or(KONNECTIVITY_VERSION)
+    );
+    let args = [
+        ("admin-port", KONNECTIVITY_ADMIN_PORT.to_string()),
+        ("agent-namespace", "kube-system".to_string()),
+        ("agent-port", addon.server.port.to_string()),
+        ("agent-service-account", "konnectivity-agent".to_string()),
+        (
+            "authentication-audience",
+            "system:konnectivity-server".to_string(),
+        ),
+        ("cluster-cert", pki("konnectivity/tls.crt")),
+        ("cluster-key", pki("konnectivity/tls.key")),
+        ("health-port", KONNECTIVITY_HEALTH_PORT.to_string()),
+        ("kubeconfig", kubeconfig),
+        ("mode", "grpc".to_string()),
+        (
+            "server-count",
+            spec.control_plane.deployment.replicas.max(1).to_string(),
+        ),
+        ("server-id", tenant.name.clone()),
+        ("server-port", "0".to_string()),
+        (
+            "uds-name",
+            "/run/konnectivity/konnectivity-server.socket".to_string(),
+        ),
+    ];
+    Container {
+        name: "konnectivity-server".into(),
+        image: Some(image),
+        command: Some(vec!["/proxy-server".into()]),
+        args: Some(flags(&args)),
+        ports: Some(vec![ContainerPort {
+            name: Some("konnectivity".into()),
+            container_port: addon.server.port,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        volume_mounts: Some(vec![
+            mount("pki", PKI_DIR),
+            VolumeMount {
+                sub_path: Some("konnectivity-server.conf".into()),
+                ..mount(
+                    "konnectivity-kubeconfig",
+                    &format!("{KUBECONFIG_DIR}/konnectivity-server.conf"),
+                )
+            },
+        ]),
+        ..Container::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        api::tenant_control_plane::{Addons, Konnectivity, KubernetesSpec},
+        tenant::meta::tests::tenant,
+    };
+
+    fn spec(konnectivity: bool) -> TenantControlPlaneSpec {
+        TenantControlPlaneSpec {
+            kubernetes: KubernetesSpec {
+                version: "v1.37.2".into(),
+                ..KubernetesSpec::default()
+            },
+            addons: konnectivity.then(|| Addons {
+                konnectivity: Some(Konnectivity::default()),
+                ..Addons::default()
+            }),
+            ..TenantControlPlaneSpec::default()
+        }
+    }
+
+    fn wiring() -> DatastoreWiring {
+        DatastoreWiring {
+            etcd_servers: vec!["https://etcd:2379".into()],
+            prefix: "/k8s-133".into(),
+        }
+    }
+
+    fn container<'a>(d: &'a Deployment, name: &str) -> &'a Container {
+        let pod = d.spec.template.spec.as_ref().expect("pod spec");
+        pod.containers
+            .iter()
+            .find(|c| c.name == name)
+            .expect("container present")
+    }
+
+    #[test]
+    fn api_server_runs_with_kubeadm_flags_and_the_tenants_material() {
+        let d = desired(&tenant("k8s-133", "default"), &spec(false), &wiring(), "abc");
+        let args = container(&d, "kube-apiserver").args.clone().unwrap_or_default();
+        for expected in [
+            "--tls-cert-file=/etc/kubernetes/pki/apiserver.crt",
+            "--client-ca-file=/etc/kubernetes/pki/ca.crt",
+            "--etcd-servers=https://etcd:2379",
+            "--etcd-prefix=/k8s-133",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--requestheader-client-ca-file=/etc/kubernetes/pki/front-proxy-ca.crt",
+        ] {
+            assert!(
+                args.iter().any(|a| a == expected),
+                "missing {expected} in {args:?}"
+            );
+        }
+        assert_eq!(
+            container(&d, "kube-apiserver").image.as_deref(),
+            Some("registry.k8s.io/kube-apiserver:v1.37.2")
+        );
+    }
+
+    #[test]
+    fn controller_manager_signs_kubelet_certificates_with_the_tenant_ca() {
+        let d = desired(&tenant("k8s-133", "default"), &spec(false), &wiring(), "abc");
+        let args = container(&d, "kube-controller-manager")
+            .args
+            .clone()
+            .unwrap_or_default();
+        assert!(args.contains(&"--cluster-signing-cert-file=/etc/kubernetes/pki/ca.crt".to_string()));
+        assert!(args.contains(&"--cluster-signing-key-file=/etc/kubernetes/pki/ca.key".to_string()));
+        assert!(args.contains(&"--controllers=*,bootstrapsigner,tokencleaner".to_string()));
+    }
+
+    #[test]
+    fn every_mount_is_read_only_and_the_checksum_is_on_the_template() {
+        let d = desired(&tenant("k8s-133", "default"), &spec(true), &wiring(), "abc");
+        let template = &d.spec.template;
+        let annotations = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.clone())
+            .unwrap_or_default();
+        assert_eq!(annotations[MATERIAL_CHECKSUM], "abc");
+        let pod = template.spec.as_ref().expect("pod");
+        assert_eq!(pod.containers.len(), 4, "konnectivity-server runs with the addon");
+        for c in &pod.containers {
+            for m in c.volume_mounts.as_deref().unwrap_or_default() {
+                assert_eq!(
+                    m.read_only,
+                    Some(true),
+                    "{} mounts {} writable",
+                    c.name,
+                    m.mount_path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn checksum_changes_with_any_mounted_byte_and_not_with_order() {
+        let a = BTreeMap::from([("ca.crt".to_string(), b"one".to_vec())]);
+        let b = BTreeMap::from([("apiserver.crt".to_string(), b"two".to_vec())]);
+        let forward = material_checksum([("ca", &a), ("api-server-certificate", &b)]);
+        let backward = material_checksum([("api-server-certificate", &b), ("ca", &a)]);
+        assert_eq!(forward, backward);
+        let changed = BTreeMap::from([("apiserver.crt".to_string(), b"twO".to_vec())]);
+        assert_ne!(
+            forward,
+            material_checksum([("ca", &a), ("api-server-certificate", &changed)])
+        );
+    }
+
+    #[test]
+    fn mounted_suffixes_cover_the_kubeconfigs_and_konnectivity_only_with_the_addon() {
+        let without = mounted_secret_suffixes(false);
+        assert!(without.contains(&"controller-manager-kubeconfig"));
+        assert!(!without.contains(&"konnectivity-certificate"));
+        assert!(mounted_secret_suffixes(true).contains(&"konnectivity-kubeconfig"));
+    }
+}

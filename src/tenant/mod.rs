@@ -1,0 +1,8 @@
+//! Pure desired state of a tenant control plane: the objects kamaji-rs wants in
+//! the management cluster, computed from the TenantControlPlane and what is
+//! already stored. Nothing here holds a client; the controllers apply it.
+
+pub mod deployment;
+pub mod meta;
+pub mod service;
+pub mod status;

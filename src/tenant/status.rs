@@ -1,0 +1,255 @@
+//! The TenantControlPlane status derived from what is stored: the Deployment's
+//! rollout, the CA the running pods were rolled out with, and the spec. Nothing
+//! here is remembered in memory, so a restarted operator derives the same
+//! status (CA rotation is crash-safe because of it).
+
+use k8s_openapi::{
+    api::apps::v1::Deployment,
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+
+use crate::api::tenant_control_plane::KubernetesVersionStatus;
+
+/// How far the control-plane Deployment has rolled out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rollout {
+    /// Desired replicas.
+    pub desired: i32,
+    /// Replicas that exist.
+    pub replicas: i32,
+    /// Replicas running the current template.
+    pub updated: i32,
+    /// Ready replicas.
+    pub ready: i32,
+    /// The Deployment controller has seen the current template.
+    pub observed: bool,
+}
+
+impl Rollout {
+    /// Reads a Deployment as stored.
+    pub fn of(deployment: &Deployment) -> Self {
+        let desired = deployment.spec.replicas.unwrap_or(1);
+        let status = deployment.status.clone().unwrap_or_default();
+        let observed = match (status.observed_generation, deployment.metadata.generation) {
+            (Some(seen), Some(generation)) => seen >= generation,
+            _ => false,
+        };
+        Self {
+            desired,
+            replicas: status.replicas.unwrap_or(0),
+            updated: status.updated_replicas.unwrap_or(0),
+            ready: status.ready_replicas.unwrap_or(0),
+            observed,
+        }
+    }
+
+    /// Every replica runs the current template and is ready, and no old pod remains.
+    pub fn complete(&self) -> bool {
+        self.observed
+            && self.updated == self.desired
+            && self.replicas == self.desired
+            && self.ready == self.desired
+    }
+}
+
+/// What the status is derived from.
+#[derive(Clone, Debug)]
+pub struct Inputs<'a> {
+    /// The spec's Kubernetes version.
+    pub spec_version: &'a str,
+    /// The version recorded as installed, if any rollout ever completed.
+    pub installed_version: Option<&'a str>,
+    /// Checksum of the CA now stored in `<tcp>-ca`.
+    pub stored_ca_checksum: &'a str,
+    /// Checksum of the CA the last completed rollout ran with.
+    pub rolled_out_ca_checksum: Option<&'a str>,
+    /// The Deployment, if it exists.
+    pub rollout: Option<Rollout>,
+}
+
+/// The derived version status, and what to record once it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Derived {
+    /// `status.kubernetesResources.version.status`.
+    pub status: KubernetesVersionStatus,
+    /// `status.kubernetesResources.version.version`.
+    pub installed_version: Option<String>,
+    /// The CA checksum to record as rolled out.
+    pub rolled_out_ca_checksum: Option<String>,
+}
+
+/// Kamaji's status rules, with CA rotation derived from stored state: the
+/// tenant is rotating its CA while the CA in `<tcp>-ca` differs from the one
+/// the last completed rollout ran with.
+pub fn derive(inputs: &Inputs<'_>) -> Derived {
+    let rollout = inputs.rollout.unwrap_or_default();
+    let complete = inputs.rollout.is_some() && rollout.complete();
+    let ca_changed = inputs
+        .rolled_out_ca_checksum
+        .is_some_and(|c| c != inputs.stored_ca_checksum);
+    let status = if inputs.rollout.is_some() && rollout.desired == 0 && !ca_changed {
+        KubernetesVersionStatus::Sleeping
+    } else if ca_changed && !complete {
+        KubernetesVersionStatus::CertificateAuthorityRotating
+    } else if inputs.installed_version.is_none() && !complete {
+        KubernetesVersionStatus::Provisioning
+    } else if complete {
+        KubernetesVersionStatus::Ready
+    } else if inputs.installed_version != Some(inputs.spec_version) {
+        KubernetesVersionStatus::Upgrading
+    } else if rollout.ready == 0 {
+        KubernetesVersionStatus::NotReady
+    } else {
+        // Serving while new material rolls out.
+        KubernetesVersionStatus::Ready
+    };
+    let (installed_version, rolled_out_ca_checksum) = if complete {
+        (
+            Some(inputs.spec_version.to_string()),
+            Some(inputs.stored_ca_checksum.to_string()),
+        )
+    } else {
+        (
+            inputs.installed_version.map(str::to_string),
+            inputs.rolled_out_ca_checksum.map(str::to_string),
+        )
+    };
+    Derived {
+        status,
+        installed_version,
+        rolled_out_ca_checksum,
+    }
+}
+
+/// Sets a `metav1.Condition`, keeping its lastTransitionTime unless the status flips.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) {
+    let status = if status { "True" } else { "False" }.to_string();
+    if let Some(existing) = conditions.iter_mut().find(|c| c.type_ == type_) {
+        if existing.status != status {
+            existing.last_transition_time = Time(Timestamp::now());
+        }
+        existing.status = status;
+        existing.reason = reason.to_string();
+        existing.message = message;
+        existing.observed_generation = generation;
+        return;
+    }
+    conditions.push(Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time: Time(Timestamp::now()),
+    });
+}
+
+/// Removes a condition that no longer applies.
+pub fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) {
+    conditions.retain(|c| c.type_ != type_);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rollout(desired: i32, replicas: i32, updated: i32, ready: i32) -> Option<Rollout> {
+        Some(Rollout {
+            desired,
+            replicas,
+            updated,
+            ready,
+            observed: true,
+        })
+    }
+
+    fn inputs<'a>(installed: Option<&'a str>, rolled_ca: Option<&'a str>, r: Option<Rollout>) -> Inputs<'a> {
+        Inputs {
+            spec_version: "v1.37.2",
+            installed_version: installed,
+            stored_ca_checksum: "ca-2",
+            rolled_out_ca_checksum: rolled_ca,
+            rollout: r,
+        }
+    }
+
+    #[test]
+    fn provisioning_until_the_first_rollout_completes_then_ready() {
+        let first = derive(&inputs(None, None, rollout(2, 2, 2, 1)));
+        assert_eq!(first.status, KubernetesVersionStatus::Provisioning);
+        assert_eq!(first.installed_version, None);
+        let done = derive(&inputs(None, None, rollout(2, 2, 2, 2)));
+        assert_eq!(done.status, KubernetesVersionStatus::Ready);
+        assert_eq!(done.installed_version.as_deref(), Some("v1.37.2"));
+        assert_eq!(done.rolled_out_ca_checksum.as_deref(), Some("ca-2"));
+    }
+
+    #[test]
+    fn a_new_stored_ca_means_rotating_until_its_rollout_completes() {
+        let rotating = derive(&inputs(Some("v1.37.2"), Some("ca-1"), rollout(2, 4, 2, 2)));
+        assert_eq!(
+            rotating.status,
+            KubernetesVersionStatus::CertificateAuthorityRotating
+        );
+        assert_eq!(
+            rotating.rolled_out_ca_checksum.as_deref(),
+            Some("ca-1"),
+            "old CA kept until done"
+        );
+        let done = derive(&inputs(Some("v1.37.2"), Some("ca-1"), rollout(2, 2, 2, 2)));
+        assert_eq!(done.status, KubernetesVersionStatus::Ready);
+        assert_eq!(done.rolled_out_ca_checksum.as_deref(), Some("ca-2"));
+    }
+
+    #[test]
+    fn sleeping_upgrading_and_not_ready() {
+        assert_eq!(
+            derive(&inputs(Some("v1.37.2"), Some("ca-2"), rollout(0, 0, 0, 0))).status,
+            KubernetesVersionStatus::Sleeping
+        );
+        assert_eq!(
+            derive(&inputs(Some("v1.36.0"), Some("ca-2"), rollout(2, 3, 1, 2))).status,
+            KubernetesVersionStatus::Upgrading
+        );
+        assert_eq!(
+            derive(&inputs(Some("v1.37.2"), Some("ca-2"), rollout(2, 2, 2, 0))).status,
+            KubernetesVersionStatus::NotReady
+        );
+        assert_eq!(
+            derive(&inputs(Some("v1.37.2"), Some("ca-2"), rollout(2, 3, 1, 2))).status,
+            KubernetesVersionStatus::Ready
+        );
+    }
+
+    #[test]
+    fn condition_transition_time_moves_only_on_a_flip() {
+        let mut conditions = Vec::new();
+        set_condition(
+            &mut conditions,
+            "Ready",
+            false,
+            "Provisioning",
+            "starting".into(),
+            Some(1),
+        );
+        let first = conditions[0].last_transition_time.clone();
+        set_condition(
+            &mut conditions,
+            "Ready",
+            false,
+            "Provisioning",
+            "still".into(),
+            Some(1),
+        );
+        assert_eq!(conditions[0].last_transition_time, first);
+        assert_eq!(conditions[0].message, "still");
+    }
+}

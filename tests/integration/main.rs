@@ -1,0 +1,8 @@
+//! Integration tests on the real local cluster (tests/cluster/): one binary so
+//! the kube client stack is linked once. Each module is one capability.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod crds;
+mod workloads;
