@@ -1,0 +1,607 @@
+//! The certificate catalog: one row per certificate or kubeconfig a tenant control
+//! plane needs (DESIGN.md section 2), as kubeadm's `certlist.go` is one table.
+//!
+//! Issuing ([`super::issue`]), inspecting ([`super::inspect`]), checking expiry
+//! ([`super::expiration`]) and naming Secrets all iterate these rows: a new
+//! certificate is a new row, not a new module.
+
+use std::{fmt, str::FromStr};
+
+/// Who signs a row's certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Signer {
+    /// The tenant CA (`<tcp>-ca`, CN `kubernetes`).
+    TenantCa,
+    /// The front-proxy CA (`<tcp>-front-proxy-ca-certificate`).
+    FrontProxyCa,
+    /// The DataStore's CA (etcd driver), owned by the DataStore, not the tenant.
+    DatastoreCa,
+}
+
+impl Signer {
+    /// The CA's name in `check-expiration` output (kubeadm's `CERTIFICATE AUTHORITY` column).
+    pub const fn ca_name(self) -> &'static str {
+        match self {
+            Self::TenantCa => "ca",
+            Self::FrontProxyCa => "front-proxy-ca",
+            Self::DatastoreCa => "datastore-ca",
+        }
+    }
+}
+
+/// The value of the `kamaji.clastix.io/certificate_lifecycle_controller` label:
+/// how the CertificateLifecycle controller reads a Secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lifecycle {
+    /// PEM certificates under `*.crt` keys.
+    X509,
+    /// kubeconfigs with embedded client certificates, under every key.
+    Kubeconfig,
+}
+
+impl Lifecycle {
+    /// The label key (same string as [`crate::api::labels::CERTIFICATE_LIFECYCLE`]).
+    pub const LABEL: &'static str = crate::api::labels::CERTIFICATE_LIFECYCLE;
+
+    /// The label value: `x509` or `kubeconfig`.
+    pub const fn label_value(self) -> &'static str {
+        match self {
+            Self::X509 => "x509",
+            Self::Kubeconfig => "kubeconfig",
+        }
+    }
+}
+
+impl fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label_value())
+    }
+}
+
+/// An unknown lifecycle label value.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("unknown certificate lifecycle {0:?}: expected x509 or kubeconfig")]
+pub struct UnknownLifecycle(pub String);
+
+impl FromStr for Lifecycle {
+    type Err = UnknownLifecycle;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "x509" => Ok(Self::X509),
+            "kubeconfig" => Ok(Self::Kubeconfig),
+            other => Err(UnknownLifecycle(other.chars().take(64).collect())),
+        }
+    }
+}
+
+/// An extended key usage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Usage {
+    /// TLS server (`serverAuth`).
+    ServerAuth,
+    /// TLS client (`clientAuth`).
+    ClientAuth,
+}
+
+/// Where a row's common name comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommonName {
+    /// A fixed name (kubeadm's constants).
+    Fixed(&'static str),
+    /// The tenant's datastore user ([`super::issue::TenantInputs::datastore_user`]).
+    DatastoreUser,
+}
+
+/// Which subject alternative names a row carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sans {
+    /// None (client certificates).
+    None,
+    /// The API server's names ([`super::issue::api_server_sans`]).
+    ApiServer,
+}
+
+/// When a row applies to a tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// Every tenant.
+    Always,
+    /// Only with the konnectivity addon.
+    Konnectivity,
+    /// Only when the DataStore driver is etcd (other drivers bring their own client certificate).
+    EtcdDatastore,
+}
+
+/// Which server URL a kubeconfig points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    /// The control-plane endpoint (`status.controlPlaneEndpoint`), as admin.conf in kubeadm.
+    ControlPlaneEndpoint,
+    /// `https://127.0.0.1:<port>`: components in the API server's pod.
+    Loopback,
+    /// `https://<tcp>.<namespace>.svc:<port>`: clients inside the management cluster.
+    Service,
+}
+
+/// How a row's material is laid out in its Secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// PEM certificate and key under two data keys, optionally with the signer's
+    /// certificate under a third (the datastore Secret carries `ca.crt`).
+    Pem {
+        /// Data key of the certificate.
+        cert: &'static str,
+        /// Data key of the private key.
+        key: &'static str,
+        /// Data key of the signing CA's certificate, if the Secret carries it.
+        ca: Option<&'static str>,
+    },
+    /// A kubeconfig with embedded CA, client certificate and key under one data key.
+    Kubeconfig {
+        /// Data key of the kubeconfig.
+        key: &'static str,
+        /// The server URL it points at.
+        server: Server,
+    },
+}
+
+/// The `type` of a Secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretType {
+    /// `Opaque`.
+    Opaque,
+    /// `kubernetes.io/tls`.
+    Tls,
+}
+
+impl SecretType {
+    /// The Secret `type` string.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Opaque => "Opaque",
+            Self::Tls => "kubernetes.io/tls",
+        }
+    }
+}
+
+/// One certificate of a tenant and where it lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CertificateSpec {
+    /// kubeadm-style name, shown by `check-expiration` (`apiserver`, `admin.conf`).
+    pub name: &'static str,
+    /// The Secret is `<tcp>-<secret_suffix>`; rows sharing a suffix share a Secret.
+    pub secret_suffix: &'static str,
+    /// The Secret's type.
+    pub secret_type: SecretType,
+    /// The Secret's lifecycle label.
+    pub lifecycle: Lifecycle,
+    /// Subject common name.
+    pub common_name: CommonName,
+    /// Subject organization (the Kubernetes group), if any.
+    pub organization: Option<&'static str>,
+    /// Extended key usages.
+    pub usages: &'static [Usage],
+    /// The issuing CA.
+    pub signer: Signer,
+    /// Subject alternative names.
+    pub sans: Sans,
+    /// Data keys and format.
+    pub output: Output,
+    /// Which tenants need it.
+    pub when: When,
+}
+
+impl CertificateSpec {
+    /// Whether this row applies to a tenant with these features.
+    pub const fn applies(&self, konnectivity: bool, etcd_datastore: bool) -> bool {
+        match self.when {
+            When::Always => true,
+            When::Konnectivity => konnectivity,
+            When::EtcdDatastore => etcd_datastore,
+        }
+    }
+
+    /// The data key holding this row's certificate (the kubeconfig key for kubeconfigs).
+    pub const fn certificate_key(&self) -> &'static str {
+        match self.output {
+            Output::Pem { cert, .. } => cert,
+            Output::Kubeconfig { key, .. } => key,
+        }
+    }
+
+    /// Every data key this row writes.
+    pub fn data_keys(&self) -> Vec<&'static str> {
+        match self.output {
+            Output::Pem { cert, key, ca } => [Some(cert), Some(key), ca].into_iter().flatten().collect(),
+            Output::Kubeconfig { key, .. } => vec![key],
+        }
+    }
+}
+
+/// A self-signed CA of the tenant and its Secret layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthoritySpec {
+    /// kubeadm's name (`ca`, `front-proxy-ca`).
+    pub name: &'static str,
+    /// The Secret is `<tcp>-<secret_suffix>`.
+    pub secret_suffix: &'static str,
+    /// Subject common name.
+    pub common_name: &'static str,
+    /// Data keys that each hold the certificate (the first is the canonical one).
+    pub cert_keys: &'static [&'static str],
+    /// Data keys that each hold the private key (the first is the canonical one).
+    pub key_keys: &'static [&'static str],
+}
+
+/// The service-account signing key pair and its Secret layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyPairSpec {
+    /// kubeadm's name (`sa`).
+    pub name: &'static str,
+    /// The Secret is `<tcp>-<secret_suffix>`.
+    pub secret_suffix: &'static str,
+    /// Data key of the public key (`PUBLIC KEY` PEM).
+    pub public_key: &'static str,
+    /// Data key of the private key.
+    pub private_key: &'static str,
+}
+
+/// The tenant CA. `tls.*` repeat the CA for Cluster API, as Kamaji does.
+pub const TENANT_CA: AuthoritySpec = AuthoritySpec {
+    name: "ca",
+    secret_suffix: "ca",
+    common_name: "kubernetes",
+    cert_keys: &["ca.crt", "tls.crt"],
+    key_keys: &["ca.key", "tls.key"],
+};
+
+/// The front-proxy (aggregation layer) CA.
+pub const FRONT_PROXY_CA: AuthoritySpec = AuthoritySpec {
+    name: "front-proxy-ca",
+    secret_suffix: "front-proxy-ca-certificate",
+    common_name: "front-proxy-ca",
+    cert_keys: &["front-proxy-ca.crt"],
+    key_keys: &["front-proxy-ca.key"],
+};
+
+/// The tenant's own CAs, in `check-expiration` order.
+pub static AUTHORITIES: &[AuthoritySpec] = &[TENANT_CA, FRONT_PROXY_CA];
+
+/// The service-account key pair.
+pub const SERVICE_ACCOUNT: KeyPairSpec = KeyPairSpec {
+    name: "sa",
+    secret_suffix: "sa-certificate",
+    public_key: "sa.pub",
+    private_key: "sa.key",
+};
+
+const SERVER: &[Usage] = &[Usage::ServerAuth];
+const CLIENT: &[Usage] = &[Usage::ClientAuth];
+const CLIENT_SERVER: &[Usage] = &[Usage::ClientAuth, Usage::ServerAuth];
+
+// One argument per column of DESIGN.md's certificate table.
+#[allow(clippy::too_many_arguments)]
+const fn x509(
+    name: &'static str,
+    secret_suffix: &'static str,
+    cert: &'static str,
+    key: &'static str,
+    common_name: &'static str,
+    organization: Option<&'static str>,
+    usages: &'static [Usage],
+    signer: Signer,
+) -> CertificateSpec {
+    CertificateSpec {
+        name,
+        secret_suffix,
+        secret_type: SecretType::Opaque,
+        lifecycle: Lifecycle::X509,
+        common_name: CommonName::Fixed(common_name),
+        organization,
+        usages,
+        signer,
+        sans: Sans::None,
+        output: Output::Pem { cert, key, ca: None },
+        when: When::Always,
+    }
+}
+
+const fn kubeconfig(
+    key: &'static str,
+    secret_suffix: &'static str,
+    common_name: &'static str,
+    organization: Option<&'static str>,
+    server: Server,
+) -> CertificateSpec {
+    CertificateSpec {
+        name: key,
+        secret_suffix,
+        secret_type: SecretType::Opaque,
+        lifecycle: Lifecycle::Kubeconfig,
+        common_name: CommonName::Fixed(common_name),
+        organization,
+        usages: CLIENT,
+        signer: Signer::TenantCa,
+        sans: Sans::None,
+        output: Output::Kubeconfig { key, server },
+        when: When::Always,
+    }
+}
+
+const CLUSTER_ADMINS: Option<&str> = Some("kubeadm:cluster-admins");
+const SYSTEM_MASTERS: Option<&str> = Some("system:masters");
+
+/// Every leaf certificate and kubeconfig of a tenant (DESIGN.md section 2).
+pub static CATALOG: &[CertificateSpec] = &[
+    CertificateSpec {
+        sans: Sans::ApiServer,
+        ..x509(
+            "apiserver",
+            "api-server-certificate",
+            "apiserver.crt",
+            "apiserver.key",
+            "kube-apiserver",
+            None,
+            SERVER,
+            Signer::TenantCa,
+        )
+    },
+    x509(
+        "apiserver-kubelet-client",
+        "api-server-kubelet-client-certificate",
+        "apiserver-kubelet-client.crt",
+        "apiserver-kubelet-client.key",
+        "kube-apiserver-kubelet-client",
+        CLUSTER_ADMINS,
+        CLIENT,
+        Signer::TenantCa,
+    ),
+    x509(
+        "front-proxy-client",
+        "front-proxy-client-certificate",
+        "front-proxy-client.crt",
+        "front-proxy-client.key",
+        "front-proxy-client",
+        None,
+        CLIENT,
+        Signer::FrontProxyCa,
+    ),
+    CertificateSpec {
+        common_name: CommonName::DatastoreUser,
+        output: Output::Pem {
+            cert: "server.crt",
+            key: "server.key",
+            ca: Some("ca.crt"),
+        },
+        when: When::EtcdDatastore,
+        ..x509(
+            "datastore",
+            "datastore-certificate",
+            "",
+            "",
+            "",
+            None,
+            CLIENT,
+            Signer::DatastoreCa,
+        )
+    },
+    CertificateSpec {
+        secret_type: SecretType::Tls,
+        when: When::Konnectivity,
+        ..x509(
+            "konnectivity",
+            "konnectivity-certificate",
+            "tls.crt",
+            "tls.key",
+            "system:konnectivity-server",
+            None,
+            CLIENT_SERVER,
+            Signer::TenantCa,
+        )
+    },
+    kubeconfig(
+        "admin.conf",
+        "admin-kubeconfig",
+        "kubernetes-admin",
+        CLUSTER_ADMINS,
+        Server::ControlPlaneEndpoint,
+    ),
+    kubeconfig(
+        "admin.svc",
+        "admin-kubeconfig",
+        "kubernetes-admin",
+        CLUSTER_ADMINS,
+        Server::Service,
+    ),
+    kubeconfig(
+        "super-admin.conf",
+        "admin-kubeconfig",
+        "kubernetes-super-admin",
+        SYSTEM_MASTERS,
+        Server::ControlPlaneEndpoint,
+    ),
+    kubeconfig(
+        "super-admin.svc",
+        "admin-kubeconfig",
+        "kubernetes-super-admin",
+        SYSTEM_MASTERS,
+        Server::Service,
+    ),
+    kubeconfig(
+        "controller-manager.conf",
+        "controller-manager-kubeconfig",
+        "system:kube-controller-manager",
+        None,
+        Server::Loopback,
+    ),
+    kubeconfig(
+        "scheduler.conf",
+        "scheduler-kubeconfig",
+        "system:kube-scheduler",
+        None,
+        Server::Loopback,
+    ),
+    CertificateSpec {
+        when: When::Konnectivity,
+        ..kubeconfig(
+            "konnectivity-server.conf",
+            "konnectivity-kubeconfig",
+            "system:konnectivity-server",
+            None,
+            Server::Loopback,
+        )
+    },
+];
+
+/// The row named `name` (`apiserver`, `admin.conf`, ...).
+pub fn find(name: &str) -> Option<&'static CertificateSpec> {
+    CATALOG.iter().find(|spec| spec.name == name)
+}
+
+/// The rows stored in the Secret `<tcp>-<suffix>`.
+pub fn rows_in_secret(suffix: &str) -> impl Iterator<Item = &'static CertificateSpec> + '_ {
+    CATALOG.iter().filter(move |spec| spec.secret_suffix == suffix)
+}
+
+/// The distinct Secret suffixes of the leaf rows, in catalog order.
+pub fn leaf_secret_suffixes() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for spec in CATALOG {
+        if !out.contains(&spec.secret_suffix) {
+            out.push(spec.secret_suffix);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_data_keys_are_unique() {
+        let mut names: Vec<_> = CATALOG.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CATALOG.len());
+        for suffix in leaf_secret_suffixes() {
+            let mut keys: Vec<_> = rows_in_secret(suffix).flat_map(|s| s.data_keys()).collect();
+            let n = keys.len();
+            keys.sort_unstable();
+            keys.dedup();
+            assert_eq!(keys.len(), n, "{suffix}");
+        }
+    }
+
+    #[test]
+    fn rows_sharing_a_secret_agree_on_its_type_and_label() {
+        for suffix in leaf_secret_suffixes() {
+            let rows: Vec<_> = rows_in_secret(suffix).collect();
+            assert!(
+                rows.iter()
+                    .all(|r| r.lifecycle == rows[0].lifecycle && r.secret_type == rows[0].secret_type)
+            );
+        }
+    }
+
+    #[test]
+    fn design_section_2_secrets_are_all_there() {
+        let expected = [
+            (
+                "api-server-certificate",
+                Lifecycle::X509,
+                "Opaque",
+                vec!["apiserver.crt", "apiserver.key"],
+            ),
+            (
+                "api-server-kubelet-client-certificate",
+                Lifecycle::X509,
+                "Opaque",
+                vec!["apiserver-kubelet-client.crt", "apiserver-kubelet-client.key"],
+            ),
+            (
+                "front-proxy-client-certificate",
+                Lifecycle::X509,
+                "Opaque",
+                vec!["front-proxy-client.crt", "front-proxy-client.key"],
+            ),
+            (
+                "datastore-certificate",
+                Lifecycle::X509,
+                "Opaque",
+                vec!["server.crt", "server.key", "ca.crt"],
+            ),
+            (
+                "konnectivity-certificate",
+                Lifecycle::X509,
+                "kubernetes.io/tls",
+                vec!["tls.crt", "tls.key"],
+            ),
+            (
+                "admin-kubeconfig",
+                Lifecycle::Kubeconfig,
+                "Opaque",
+                vec!["admin.conf", "admin.svc", "super-admin.conf", "super-admin.svc"],
+            ),
+            (
+                "controller-manager-kubeconfig",
+                Lifecycle::Kubeconfig,
+                "Opaque",
+                vec!["controller-manager.conf"],
+            ),
+            (
+                "scheduler-kubeconfig",
+                Lifecycle::Kubeconfig,
+                "Opaque",
+                vec!["scheduler.conf"],
+            ),
+            (
+                "konnectivity-kubeconfig",
+                Lifecycle::Kubeconfig,
+                "Opaque",
+                vec!["konnectivity-server.conf"],
+            ),
+        ];
+        assert_eq!(
+            leaf_secret_suffixes(),
+            expected.iter().map(|e| e.0).collect::<Vec<_>>()
+        );
+        for (suffix, lifecycle, ty, keys) in expected {
+            let rows: Vec<_> = rows_in_secret(suffix).collect();
+            assert_eq!(rows[0].lifecycle, lifecycle, "{suffix}");
+            assert_eq!(rows[0].secret_type.as_str(), ty, "{suffix}");
+            assert_eq!(
+                rows.iter().flat_map(|r| r.data_keys()).collect::<Vec<_>>(),
+                keys,
+                "{suffix}"
+            );
+        }
+    }
+
+    #[test]
+    fn addon_rows_only_apply_with_the_addon() {
+        let applying = |k, e| {
+            CATALOG
+                .iter()
+                .filter(|s| s.applies(k, e))
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+        };
+        assert!(!applying(false, true).contains(&"konnectivity"));
+        assert!(!applying(false, true).contains(&"konnectivity-server.conf"));
+        assert!(applying(true, true).contains(&"konnectivity-server.conf"));
+        assert!(!applying(false, false).contains(&"datastore"));
+    }
+
+    #[test]
+    fn lifecycle_label_values() {
+        assert_eq!("x509".parse::<Lifecycle>().unwrap(), Lifecycle::X509);
+        assert_eq!(Lifecycle::Kubeconfig.to_string(), "kubeconfig");
+        assert!("X509".parse::<Lifecycle>().is_err());
+        assert_eq!(
+            Lifecycle::LABEL,
+            "kamaji.clastix.io/certificate_lifecycle_controller"
+        );
+    }
+}

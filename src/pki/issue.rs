@@ -1,0 +1,774 @@
+//! Issuing a tenant's material from the catalog: the inputs a tenant gives, the
+//! parameters of issuance, and the Secret data of each row, CA and key pair.
+//! Also [`check`]: whether stored material is still what would be issued now.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use time::OffsetDateTime;
+use x509_parser::{certificate::X509Certificate, extensions::GeneralName, prelude::FromDer};
+
+use super::{
+    SecretData,
+    authority::{
+        Authority, AuthorityError, CA_VALIDITY, LEAF_VALIDITY, LeafRequest, VerifyError, common_name,
+    },
+    catalog::{AuthoritySpec, CertificateSpec, CommonName, KeyPairSpec, Output, Sans, Server, Signer},
+    keys::{KeyAlgorithm, KeyError, PrivateKey, public_key_raw_from_pem},
+    kubeconfig::{Kubeconfig, KubeconfigError, KubeconfigParams},
+    pem,
+};
+
+/// What a tenant says about itself that ends up in its certificates.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TenantInputs {
+    /// TenantControlPlane name.
+    pub name: String,
+    /// TenantControlPlane namespace.
+    pub namespace: String,
+    /// `spec.networkProfile.address` (IP or DNS name), if any.
+    pub address: Option<String>,
+    /// `spec.networkProfile.port`.
+    pub port: u16,
+    /// `spec.networkProfile.certSANs` (IPs and DNS names).
+    pub cert_sans: Vec<String>,
+    /// Service CIDR (`10.96.0.0/16`; a comma-separated dual-stack pair is accepted).
+    pub service_cidr: String,
+    /// Cluster domain (`cluster.local`).
+    pub cluster_domain: String,
+    /// Control-plane endpoint: `host:port` or a URL.
+    pub control_plane_endpoint: String,
+    /// Whether the konnectivity addon is enabled.
+    pub konnectivity: bool,
+    /// The tenant's datastore user (CN of the etcd client certificate).
+    pub datastore_user: String,
+}
+
+impl TenantInputs {
+    /// `<tcp>-<suffix>`.
+    pub fn secret_name(&self, suffix: &str) -> String {
+        format!("{}-{}", self.name, suffix)
+    }
+
+    /// The URL a kubeconfig of kind `server` points at.
+    pub fn server_url(&self, server: Server) -> Result<String, IssueError> {
+        Ok(match server {
+            Server::Loopback => format!("https://127.0.0.1:{}", self.port),
+            Server::Service => format!("https://{}.{}.svc:{}", self.name, self.namespace, self.port),
+            Server::ControlPlaneEndpoint => {
+                let endpoint = self.control_plane_endpoint.trim();
+                if endpoint.is_empty() {
+                    return Err(IssueError::MissingEndpoint);
+                }
+                if endpoint.contains("://") {
+                    endpoint.to_owned()
+                } else {
+                    format!("https://{endpoint}")
+                }
+            }
+        })
+    }
+}
+
+/// How to issue: key algorithm, validities and the issuance time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IssueParams {
+    /// Key algorithm of new keys (kubeadm's `encryptionAlgorithm`).
+    pub algorithm: KeyAlgorithm,
+    /// Leaf validity (kubeadm: one year).
+    pub validity: Duration,
+    /// CA validity (kubeadm: ten years).
+    pub ca_validity: Duration,
+    /// Issuance time (NotBefore is five minutes earlier).
+    pub now: OffsetDateTime,
+}
+
+impl IssueParams {
+    /// kubeadm's defaults (RSA-2048, one year, ten years) at `now`.
+    pub fn new(now: OffsetDateTime) -> Self {
+        Self {
+            algorithm: KeyAlgorithm::default(),
+            validity: LEAF_VALIDITY,
+            ca_validity: CA_VALIDITY,
+            now,
+        }
+    }
+}
+
+impl Default for IssueParams {
+    /// kubeadm's defaults at the current time.
+    fn default() -> Self {
+        Self::new(OffsetDateTime::now_utc())
+    }
+}
+
+/// The CAs that sign a tenant's leaves.
+#[derive(Clone, Copy, Debug)]
+pub struct Signers<'a> {
+    /// The tenant CA.
+    pub ca: &'a Authority,
+    /// The front-proxy CA.
+    pub front_proxy_ca: &'a Authority,
+    /// The DataStore CA (etcd driver only).
+    pub datastore_ca: Option<&'a Authority>,
+}
+
+impl<'a> Signers<'a> {
+    /// The CA for `signer`, if present.
+    pub fn get(&self, signer: Signer) -> Option<&'a Authority> {
+        match signer {
+            Signer::TenantCa => Some(self.ca),
+            Signer::FrontProxyCa => Some(self.front_proxy_ca),
+            Signer::DatastoreCa => self.datastore_ca,
+        }
+    }
+}
+
+/// What went wrong issuing. Never contains key material.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum IssueError {
+    /// A CA could not sign (expired, externally managed, ...).
+    #[error("{row}: {source}")]
+    Authority {
+        /// The catalog row or CA name.
+        row: &'static str,
+        /// The CA's error.
+        source: AuthorityError,
+    },
+    /// The row needs the DataStore CA, and none was given.
+    #[error("{row}: no DataStore CA was given (needed for the etcd driver)")]
+    MissingDatastoreCa {
+        /// The catalog row.
+        row: &'static str,
+    },
+    /// The datastore client certificate needs a user name.
+    #[error("{row}: the tenant's datastore user is empty")]
+    MissingDatastoreUser {
+        /// The catalog row.
+        row: &'static str,
+    },
+    /// No control-plane endpoint for admin.conf.
+    #[error("the control-plane endpoint is empty")]
+    MissingEndpoint,
+    /// The service CIDR does not parse or has no host addresses.
+    #[error("invalid service CIDR {0:?}")]
+    InvalidServiceCidr(String),
+    /// A certSAN or address is neither an IP nor a DNS name.
+    #[error("invalid subject alternative name {0:?}")]
+    InvalidSan(String),
+    /// Key generation failed.
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    /// Kubeconfig serialisation failed.
+    #[error("{0}")]
+    Kubeconfig(#[from] KubeconfigError),
+    /// A CA Secret lacks its certificate.
+    #[error("{row}: the Secret has no {key}")]
+    MissingKey {
+        /// The CA name.
+        row: &'static str,
+        /// The missing data key.
+        key: &'static str,
+    },
+}
+
+/// The API server's subject alternative names (DESIGN.md section 2): the in-cluster
+/// `kubernetes` names, `localhost`, the tenant Service names, every certSAN; IPs
+/// `127.0.0.1`, the first IP of each service CIDR and the address. The control-plane
+/// endpoint's host is added too (as kubeadm does), so admin.conf always verifies.
+/// Duplicates are dropped; the order is stable.
+pub fn api_server_sans(tenant: &TenantInputs) -> Result<(Vec<String>, Vec<IpAddr>), IssueError> {
+    let domain = tenant.cluster_domain.trim_matches('.');
+    let (name, ns) = (&tenant.name, &tenant.namespace);
+    let mut dns: Vec<String> = vec![
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        format!("kubernetes.default.svc.{domain}"),
+        "localhost".into(),
+        name.clone(),
+        format!("{name}.{ns}.svc"),
+        format!("{name}.{ns}.svc.{domain}"),
+    ];
+    let mut ips: Vec<IpAddr> = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+    ips.extend(service_ips(&tenant.service_cidr)?);
+    let endpoint_host = endpoint_host(&tenant.control_plane_endpoint);
+    let extra = tenant
+        .address
+        .iter()
+        .map(String::as_str)
+        .chain(endpoint_host)
+        .chain(tenant.cert_sans.iter().map(String::as_str));
+    for entry in extra {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        match entry
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            Ok(ip) => ips.push(ip),
+            Err(_) if is_dns_name(entry) => dns.push(entry.to_ascii_lowercase()),
+            Err(_) => return Err(IssueError::InvalidSan(entry.chars().take(253).collect())),
+        }
+    }
+    let mut seen_dns = std::collections::HashSet::new();
+    dns.retain(|d| seen_dns.insert(d.clone()));
+    let mut seen_ips = std::collections::HashSet::new();
+    ips.retain(|ip| seen_ips.insert(*ip));
+    Ok((dns, ips))
+}
+
+/// The first host address of each comma-separated CIDR (`10.96.0.0/16` → `10.96.0.1`):
+/// the ClusterIP of the `kubernetes` Service.
+pub fn service_ips(cidrs: &str) -> Result<Vec<IpAddr>, IssueError> {
+    let invalid = || IssueError::InvalidServiceCidr(cidrs.chars().take(100).collect());
+    cidrs
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|cidr| {
+            let (ip, prefix) = cidr.split_once('/').ok_or_else(invalid)?;
+            let prefix: u32 = prefix.parse().map_err(|_| invalid())?;
+            match ip.parse::<IpAddr>().map_err(|_| invalid())? {
+                IpAddr::V4(ip) if prefix < 32 => {
+                    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+                    Ok(IpAddr::V4(Ipv4Addr::from((u32::from(ip) & mask) + 1)))
+                }
+                IpAddr::V6(ip) if prefix < 128 => {
+                    let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+                    Ok(IpAddr::V6(Ipv6Addr::from((u128::from(ip) & mask) + 1)))
+                }
+                _ => Err(invalid()),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|ips| if ips.is_empty() { Err(invalid()) } else { Ok(ips) })
+}
+
+/// The host of `host:port`, `[v6]:port` or a URL.
+fn endpoint_host(endpoint: &str) -> Option<&str> {
+    let rest = endpoint.trim();
+    let rest = rest.split_once("://").map_or(rest, |(_, r)| r);
+    let rest = rest.split('/').next().unwrap_or(rest);
+    if let Some(v6) = rest.strip_prefix('[') {
+        return v6.split(']').next();
+    }
+    if rest.parse::<IpAddr>().is_ok() {
+        return Some(rest);
+    }
+    let host = rest.rsplit_once(':').map_or(rest, |(h, _)| h);
+    (!host.is_empty()).then_some(host)
+}
+
+fn is_dns_name(s: &str) -> bool {
+    let s = s.strip_prefix("*.").unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// What the row's certificate should say about its subject for this tenant.
+pub fn leaf_request(spec: &CertificateSpec, tenant: &TenantInputs) -> Result<LeafRequest, IssueError> {
+    let common_name = match spec.common_name {
+        CommonName::Fixed(cn) => cn.to_owned(),
+        CommonName::DatastoreUser if tenant.datastore_user.trim().is_empty() => {
+            return Err(IssueError::MissingDatastoreUser { row: spec.name });
+        }
+        CommonName::DatastoreUser => tenant.datastore_user.trim().to_owned(),
+    };
+    let (dns_names, ip_addresses) = match spec.sans {
+        Sans::None => (Vec::new(), Vec::new()),
+        Sans::ApiServer => api_server_sans(tenant)?,
+    };
+    Ok(LeafRequest {
+        common_name,
+        organization: spec.organization.map(str::to_owned),
+        usages: spec.usages.to_vec(),
+        dns_names,
+        ip_addresses,
+    })
+}
+
+/// Issues one catalog row: a new key, a certificate signed by the row's CA, and the
+/// Secret data under the row's keys (PEM pair, or a kubeconfig).
+pub fn issue(
+    spec: &CertificateSpec,
+    tenant: &TenantInputs,
+    signers: &Signers<'_>,
+    params: &IssueParams,
+) -> Result<SecretData, IssueError> {
+    let ca = signers
+        .get(spec.signer)
+        .ok_or(IssueError::MissingDatastoreCa { row: spec.name })?;
+    let request = leaf_request(spec, tenant)?;
+    let issued = ca
+        .sign(&request, params)
+        .map_err(|source| IssueError::Authority {
+            row: spec.name,
+            source,
+        })?;
+    let mut data = SecretData::new();
+    match spec.output {
+        Output::Pem {
+            cert,
+            key,
+            ca: ca_key,
+        } => {
+            data.insert(cert.to_owned(), issued.certificate_pem.into_bytes());
+            data.insert(key.to_owned(), issued.key.pem().as_bytes().to_vec());
+            if let Some(ca_key) = ca_key {
+                data.insert(ca_key.to_owned(), ca.certificate_pem().as_bytes().to_vec());
+            }
+        }
+        Output::Kubeconfig { key, server } => {
+            let server = tenant.server_url(server)?;
+            let kubeconfig = Kubeconfig::new(&KubeconfigParams {
+                cluster_name: &tenant.name,
+                server: &server,
+                ca_pem: ca.certificate_pem(),
+                user: &request.common_name,
+                client_certificate_pem: &issued.certificate_pem,
+                client_key_pem: issued.key.pem(),
+            });
+            data.insert(key.to_owned(), kubeconfig.to_yaml()?.into_bytes());
+        }
+    }
+    Ok(data)
+}
+
+/// Issues every applicable row stored in the Secret `<tcp>-<suffix>` together (every
+/// key of a kubeconfig Secret rotates at once). The etcd datastore row applies when a
+/// DataStore CA is given.
+pub fn issue_secret(
+    suffix: &str,
+    tenant: &TenantInputs,
+    signers: &Signers<'_>,
+    params: &IssueParams,
+) -> Result<SecretData, IssueError> {
+    let mut data = SecretData::new();
+    for spec in super::catalog::rows_in_secret(suffix) {
+        if spec.applies(tenant.konnectivity, signers.datastore_ca.is_some()) {
+            data.extend(issue(spec, tenant, signers, params)?);
+        }
+    }
+    Ok(data)
+}
+
+/// Creates one of the tenant's CAs (CN from the spec, `params.ca_validity`).
+pub fn generate_authority(spec: &AuthoritySpec, params: &IssueParams) -> Result<Authority, IssueError> {
+    Authority::generate(spec.common_name, params.algorithm, params.ca_validity, params.now).map_err(
+        |source| IssueError::Authority {
+            row: spec.name,
+            source,
+        },
+    )
+}
+
+/// A CA's Secret data: the certificate under every cert key, the key under every key
+/// key (omitted for an externally managed CA).
+pub fn authority_secret_data(spec: &AuthoritySpec, ca: &Authority) -> SecretData {
+    let mut data = SecretData::new();
+    for key in spec.cert_keys {
+        data.insert((*key).to_owned(), ca.certificate_pem().as_bytes().to_vec());
+    }
+    if let Some(pem) = ca.key_pem() {
+        for key in spec.key_keys {
+            data.insert((*key).to_owned(), pem.as_bytes().to_vec());
+        }
+    }
+    data
+}
+
+/// Loads a CA from its Secret data (first cert key, first key key if present).
+pub fn load_authority(spec: &AuthoritySpec, data: &SecretData) -> Result<Authority, IssueError> {
+    let cert_key = spec.cert_keys.first().copied().unwrap_or("ca.crt");
+    let cert = data.get(cert_key).ok_or(IssueError::MissingKey {
+        row: spec.name,
+        key: cert_key,
+    })?;
+    let key = spec
+        .key_keys
+        .first()
+        .and_then(|k| data.get(*k))
+        .map(Vec::as_slice);
+    Authority::from_pem(cert, key).map_err(|source| IssueError::Authority {
+        row: spec.name,
+        source,
+    })
+}
+
+/// A new service-account key pair's Secret data (`sa.pub` as `PUBLIC KEY`, `sa.key`).
+pub fn service_account_secret_data(
+    spec: &KeyPairSpec,
+    algorithm: KeyAlgorithm,
+) -> Result<SecretData, IssueError> {
+    let key = PrivateKey::generate(algorithm)?;
+    Ok(BTreeMap::from([
+        (spec.public_key.to_owned(), key.public_key_pem().into_bytes()),
+        (spec.private_key.to_owned(), key.pem().as_bytes().to_vec()),
+    ]))
+}
+
+/// Whether stored service-account data is a usable, matching pair.
+pub fn check_service_account(spec: &KeyPairSpec, data: &SecretData) -> Result<(), Stale> {
+    let public = data.get(spec.public_key).ok_or(Stale::Missing {
+        key: spec.public_key.into(),
+    })?;
+    let private = data.get(spec.private_key).ok_or(Stale::Missing {
+        key: spec.private_key.into(),
+    })?;
+    let public = public_key_raw_from_pem(public).map_err(|e| Stale::Unreadable {
+        key: spec.public_key.into(),
+        reason: e.to_string(),
+    })?;
+    let private = PrivateKey::from_pem(private).map_err(|e| Stale::Unreadable {
+        key: spec.private_key.into(),
+        reason: e.to_string(),
+    })?;
+    if !private.matches_public_key(&public) {
+        return Err(Stale::KeyMismatch {
+            key: spec.private_key.into(),
+        });
+    }
+    Ok(())
+}
+
+/// Why stored material is not what would be issued now: the reconciler re-issues it.
+/// Expiry deadlines are the lifecycle controller's; this only says "unusable now" or
+/// "no longer matches the tenant".
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Stale {
+    /// A data key is absent.
+    #[error("{key} is missing")]
+    Missing {
+        /// Data key.
+        key: String,
+    },
+    /// A value does not parse.
+    #[error("{key} is unreadable: {reason}")]
+    Unreadable {
+        /// Data key.
+        key: String,
+        /// What is wrong (never the content).
+        reason: String,
+    },
+    /// Not issued by the current CA, or not valid now (expired, not yet valid).
+    #[error("{key} does not verify against the current CA: {reason}")]
+    NotFromCurrentCa {
+        /// Data key.
+        key: String,
+        /// The verification error.
+        reason: VerifyError,
+    },
+    /// The key is not the certificate's.
+    #[error("{key} does not match its certificate")]
+    KeyMismatch {
+        /// Data key.
+        key: String,
+    },
+    /// Subject CN/O differ from the catalog.
+    #[error("{key} has a different subject than the catalog asks for")]
+    SubjectChanged {
+        /// Data key.
+        key: String,
+    },
+    /// Subject alternative names differ from the tenant's (certSANs, address changed).
+    #[error("{key} has different subject alternative names than the tenant needs")]
+    SansChanged {
+        /// Data key.
+        key: String,
+    },
+    /// A kubeconfig points at another server.
+    #[error("{key} points at another server")]
+    ServerChanged {
+        /// Data key.
+        key: String,
+    },
+    /// A kubeconfig or a carried `ca.crt` holds another CA than the current one.
+    #[error("{key} carries another CA certificate than the current one")]
+    CaChanged {
+        /// Data key.
+        key: String,
+    },
+    /// The CA needed to check it is absent or unusable.
+    #[error("{0}")]
+    Issue(#[from] IssueError),
+}
+
+/// Checks a row's stored data: present, readable, issued by the row's current CA,
+/// valid at `now`, key matching, subject and SANs as the tenant needs them, and for
+/// kubeconfigs the server URL and embedded CA. `Ok` means "keep it".
+pub fn check(
+    spec: &CertificateSpec,
+    data: &SecretData,
+    tenant: &TenantInputs,
+    signers: &Signers<'_>,
+    now: OffsetDateTime,
+) -> Result<(), Stale> {
+    let ca = signers
+        .get(spec.signer)
+        .ok_or(IssueError::MissingDatastoreCa { row: spec.name })?;
+    let (key_name, cert_pem, key_pem) = match spec.output {
+        Output::Pem {
+            cert,
+            key,
+            ca: ca_key,
+        } => {
+            if let Some(ca_key) = ca_key {
+                let carried = data.get(ca_key).ok_or(Stale::Missing { key: ca_key.into() })?;
+                if !same_certificate(carried, ca.certificate_der()) {
+                    return Err(Stale::CaChanged { key: ca_key.into() });
+                }
+            }
+            let cert_pem = data.get(cert).ok_or(Stale::Missing { key: cert.into() })?.clone();
+            let key_pem = data.get(key).ok_or(Stale::Missing { key: key.into() })?.clone();
+            (cert, cert_pem, key_pem)
+        }
+        Output::Kubeconfig { key, server } => {
+            let raw = data.get(key).ok_or(Stale::Missing { key: key.into() })?;
+            let unreadable = |e: KubeconfigError| Stale::Unreadable {
+                key: key.into(),
+                reason: e.to_string(),
+            };
+            let kubeconfig = Kubeconfig::parse(raw).map_err(unreadable)?;
+            let cluster = kubeconfig
+                .current_cluster()
+                .ok_or(Stale::ServerChanged { key: key.into() })?;
+            if cluster.cluster.server != tenant.server_url(server)? {
+                return Err(Stale::ServerChanged { key: key.into() });
+            }
+            match kubeconfig.current_ca_pem().map_err(unreadable)? {
+                Some(pem) if same_certificate(&pem, ca.certificate_der()) => {}
+                _ => return Err(Stale::CaChanged { key: key.into() }),
+            }
+            let mut creds = kubeconfig.client_credentials().map_err(unreadable)?;
+            // Our kubeconfigs have one user; check the one the current context uses.
+            let user = kubeconfig
+                .current_user()
+                .map(|u| u.name.clone())
+                .unwrap_or_default();
+            let index = creds.iter().position(|c| c.user == user).unwrap_or(0);
+            let cred = creds.swap_remove(index);
+            let key_pem = cred.key_pem.ok_or(Stale::Missing { key: key.into() })?;
+            (key, cred.certificate_pem, key_pem)
+        }
+    };
+
+    match ca.verify_pem(&cert_pem, Some(&key_pem), now) {
+        Ok(()) => {}
+        Err(VerifyError::KeyMismatch) => return Err(Stale::KeyMismatch { key: key_name.into() }),
+        Err(VerifyError::Key(e)) => {
+            return Err(Stale::Unreadable {
+                key: key_name.into(),
+                reason: e.to_string(),
+            });
+        }
+        Err(VerifyError::Unreadable(reason)) => {
+            return Err(Stale::Unreadable {
+                key: key_name.into(),
+                reason,
+            });
+        }
+        Err(reason) => {
+            return Err(Stale::NotFromCurrentCa {
+                key: key_name.into(),
+                reason,
+            });
+        }
+    }
+
+    let wanted = leaf_request(spec, tenant)?;
+    let der = pem::certificates(&cert_pem)
+        .ok()
+        .and_then(|certs| certs.into_iter().next())
+        .ok_or_else(|| Stale::Unreadable {
+            key: key_name.into(),
+            reason: "no certificate".into(),
+        })?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|_| Stale::Unreadable {
+        key: key_name.into(),
+        reason: "not X.509".into(),
+    })?;
+    let organizations: Vec<&str> = cert
+        .subject()
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .collect();
+    if common_name(&cert) != wanted.common_name
+        || organizations != wanted.organization.as_deref().into_iter().collect::<Vec<_>>()
+    {
+        return Err(Stale::SubjectChanged { key: key_name.into() });
+    }
+    let (mut dns, mut ips) = (Vec::new(), Vec::new());
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => dns.push(d.to_ascii_lowercase()),
+                GeneralName::IPAddress(b) => ips.extend(ip_from_bytes(b)),
+                _ => {}
+            }
+        }
+    }
+    let (mut want_dns, mut want_ips) = (wanted.dns_names, wanted.ip_addresses);
+    for list in [&mut dns, &mut want_dns] {
+        list.sort_unstable();
+        list.dedup();
+    }
+    for list in [&mut ips, &mut want_ips] {
+        list.sort_unstable();
+        list.dedup();
+    }
+    if dns != want_dns || ips != want_ips {
+        return Err(Stale::SansChanged { key: key_name.into() });
+    }
+    Ok(())
+}
+
+fn same_certificate(pem_bytes: &[u8], der: &[u8]) -> bool {
+    pem::certificates(pem_bytes).is_ok_and(|certs| certs.first().is_some_and(|c| c == der))
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(|b| IpAddr::V4(b.into())),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(|b| IpAddr::V6(b.into())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant() -> TenantInputs {
+        TenantInputs {
+            name: "k8s-133".into(),
+            namespace: "default".into(),
+            address: Some("172.18.0.2".into()),
+            port: 6443,
+            cert_sans: vec!["api.example.com".into(), "10.1.2.3".into(), "localhost".into()],
+            service_cidr: "10.96.0.0/16".into(),
+            cluster_domain: "cluster.local".into(),
+            control_plane_endpoint: "172.18.0.2:6443".into(),
+            konnectivity: false,
+            datastore_user: "default_k8s_133".into(),
+        }
+    }
+
+    #[test]
+    fn first_service_ip_for_both_families() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(service_ips("10.96.0.0/16").unwrap(), vec![ip("10.96.0.1")]);
+        assert_eq!(service_ips("10.96.12.34/12").unwrap(), vec![ip("10.96.0.1")]);
+        assert_eq!(
+            service_ips("fd00:10:96::/108").unwrap(),
+            vec![ip("fd00:10:96::1")]
+        );
+        assert_eq!(
+            service_ips("10.96.0.0/16, fd00::/112").unwrap(),
+            vec![ip("10.96.0.1"), ip("fd00::1")]
+        );
+        assert_eq!(service_ips("0.0.0.0/0").unwrap(), vec![ip("0.0.0.1")]);
+        for bad in ["", "10.96.0.0", "10.96.0.0/33", "10.96.0.1/32", "x/16", "::1/128"] {
+            assert!(service_ips(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn api_server_sans_are_design_section_2() {
+        let (dns, ips) = api_server_sans(&tenant()).unwrap();
+        assert_eq!(
+            dns,
+            [
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "localhost",
+                "k8s-133",
+                "k8s-133.default.svc",
+                "k8s-133.default.svc.cluster.local",
+                "api.example.com",
+            ]
+        );
+        let ips: Vec<String> = ips.iter().map(ToString::to_string).collect();
+        assert_eq!(ips, ["127.0.0.1", "10.96.0.1", "172.18.0.2", "10.1.2.3"]);
+    }
+
+    #[test]
+    fn dns_address_and_url_endpoint_become_dns_sans() {
+        let t = TenantInputs {
+            address: Some("tenant.example.com".into()),
+            control_plane_endpoint: "https://lb.example.com:443".into(),
+            cert_sans: vec!["*.apps.example.com".into()],
+            ..tenant()
+        };
+        let (dns, _) = api_server_sans(&t).unwrap();
+        assert!(dns.contains(&"tenant.example.com".to_owned()));
+        assert!(dns.contains(&"lb.example.com".to_owned()));
+        assert!(dns.contains(&"*.apps.example.com".to_owned()));
+        let bad = TenantInputs {
+            cert_sans: vec!["not a name".into()],
+            ..tenant()
+        };
+        assert_eq!(
+            api_server_sans(&bad),
+            Err(IssueError::InvalidSan("not a name".into()))
+        );
+    }
+
+    #[test]
+    fn endpoint_hosts() {
+        assert_eq!(endpoint_host("10.0.0.1:6443"), Some("10.0.0.1"));
+        assert_eq!(endpoint_host("[fd00::1]:6443"), Some("fd00::1"));
+        assert_eq!(endpoint_host("fd00::1"), Some("fd00::1"));
+        assert_eq!(
+            endpoint_host("https://api.example.com:443/"),
+            Some("api.example.com")
+        );
+        assert_eq!(endpoint_host("api.example.com"), Some("api.example.com"));
+        assert_eq!(endpoint_host(""), None);
+    }
+
+    #[test]
+    fn server_urls() {
+        let t = tenant();
+        assert_eq!(
+            t.server_url(Server::ControlPlaneEndpoint).unwrap(),
+            "https://172.18.0.2:6443"
+        );
+        assert_eq!(t.server_url(Server::Loopback).unwrap(), "https://127.0.0.1:6443");
+        assert_eq!(
+            t.server_url(Server::Service).unwrap(),
+            "https://k8s-133.default.svc:6443"
+        );
+        let url = TenantInputs {
+            control_plane_endpoint: "https://lb:443".into(),
+            ..tenant()
+        };
+        assert_eq!(
+            url.server_url(Server::ControlPlaneEndpoint).unwrap(),
+            "https://lb:443"
+        );
+        let none = TenantInputs {
+            control_plane_endpoint: String::new(),
+            ..tenant()
+        };
+        assert_eq!(
+            none.server_url(Server::ControlPlaneEndpoint),
+            Err(IssueError::MissingEndpoint)
+        );
+    }
+}

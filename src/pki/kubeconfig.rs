@@ -1,0 +1,426 @@
+//! Kubeconfig files: build one with embedded CA, client certificate and key (kubeadm's
+//! layout and naming), and parse one (YAML or JSON, as kubectl accepts both) down to
+//! every user's client certificate.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+/// A kubeconfig (`apiVersion: v1`, `kind: Config`). Only the fields kamaji-rs reads or
+/// writes are modelled; unknown fields are ignored when parsing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kubeconfig {
+    /// `v1`.
+    #[serde(rename = "apiVersion", default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Named clusters.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub clusters: Vec<NamedCluster>,
+    /// Named contexts.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub contexts: Vec<NamedContext>,
+    /// The context kubectl uses.
+    #[serde(rename = "current-context", default, skip_serializing_if = "Option::is_none")]
+    pub current_context: Option<String>,
+    /// `Config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Named users (credentials).
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub users: Vec<NamedUser>,
+}
+
+/// A `clusters[]` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedCluster {
+    /// The cluster.
+    #[serde(default)]
+    pub cluster: Cluster,
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A cluster: where the API server is and which CA it is trusted by.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// Base64 of the PEM CA bundle.
+    #[serde(
+        rename = "certificate-authority-data",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub certificate_authority_data: Option<String>,
+    /// API server URL.
+    #[serde(default)]
+    pub server: String,
+}
+
+/// A `contexts[]` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedContext {
+    /// The context.
+    #[serde(default)]
+    pub context: Context,
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A context: a cluster and a user.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Context {
+    /// Cluster name.
+    #[serde(default)]
+    pub cluster: String,
+    /// User name.
+    #[serde(default)]
+    pub user: String,
+}
+
+/// A `users[]` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedUser {
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+    /// The credentials.
+    #[serde(default)]
+    pub user: User,
+}
+
+/// Credentials: an embedded client certificate and key. `Debug` never shows them.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Base64 of the PEM client certificate.
+    #[serde(
+        rename = "client-certificate-data",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_certificate_data: Option<String>,
+    /// Base64 of the PEM client key.
+    #[serde(rename = "client-key-data", default, skip_serializing_if = "Option::is_none")]
+    pub client_key_data: Option<String>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field(
+                "client_certificate_data",
+                &self.client_certificate_data.as_ref().map(|_| "[elided]"),
+            )
+            .field(
+                "client_key_data",
+                &self.client_key_data.as_ref().map(|_| "[elided]"),
+            )
+            .finish()
+    }
+}
+
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// What is wrong with a kubeconfig. Never contains its content: YAML errors carry
+/// only a position, because parser messages quote the offending text.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum KubeconfigError {
+    /// Not YAML/JSON, or not shaped like a kubeconfig.
+    #[error("not a valid kubeconfig (YAML/JSON error at line {line}, column {column})")]
+    Malformed {
+        /// 1-based line of the error (0 when unknown).
+        line: u64,
+        /// 1-based column of the error (0 when unknown).
+        column: u64,
+    },
+    /// No `users` entry.
+    #[error("the kubeconfig has no users")]
+    WithoutUsers,
+    /// A user has no embedded client certificate.
+    #[error("user {user:?} has no embedded client certificate (client-certificate-data)")]
+    UserWithoutClientCertificate {
+        /// The user's name.
+        user: String,
+    },
+    /// An embedded field is not base64.
+    #[error("user or cluster {name:?}: {field} is not valid base64")]
+    InvalidBase64 {
+        /// The user or cluster name.
+        name: String,
+        /// The field (`client-certificate-data`, ...).
+        field: &'static str,
+    },
+    /// Serialising failed (should not happen).
+    #[error("serialising the kubeconfig failed")]
+    Serialize,
+}
+
+/// The embedded credentials of one user, decoded from base64 (still PEM).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCredentials {
+    /// The user's name.
+    pub user: String,
+    /// The PEM client certificate.
+    pub certificate_pem: Vec<u8>,
+    /// The PEM client key, when present.
+    pub key_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What goes into a generated kubeconfig.
+#[derive(Clone, Copy, Debug)]
+pub struct KubeconfigParams<'a> {
+    /// Cluster name (kubeadm: the cluster name; kamaji-rs: the tenant name).
+    pub cluster_name: &'a str,
+    /// API server URL.
+    pub server: &'a str,
+    /// PEM CA bundle the client trusts the server with.
+    pub ca_pem: &'a str,
+    /// User name (kubeadm: the certificate's CN, e.g. `kubernetes-admin`).
+    pub user: &'a str,
+    /// PEM client certificate.
+    pub client_certificate_pem: &'a str,
+    /// PEM client key.
+    pub client_key_pem: &'a str,
+}
+
+fn b64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+fn unb64(data: &str, name: &str, field: &'static str) -> Result<Vec<u8>, KubeconfigError> {
+    // client-go decodes with the standard alphabet; tolerate surrounding whitespace only.
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|_| KubeconfigError::InvalidBase64 {
+            name: name.to_owned(),
+            field,
+        })
+}
+
+impl Kubeconfig {
+    /// The kubeconfig kubeadm writes: one cluster, one user, one context named
+    /// `<user>@<cluster>`, selected as current.
+    pub fn new(params: &KubeconfigParams<'_>) -> Self {
+        let context = format!("{}@{}", params.user, params.cluster_name);
+        Self {
+            api_version: Some("v1".into()),
+            clusters: vec![NamedCluster {
+                cluster: Cluster {
+                    certificate_authority_data: Some(b64(params.ca_pem.as_bytes())),
+                    server: params.server.to_owned(),
+                },
+                name: params.cluster_name.to_owned(),
+            }],
+            contexts: vec![NamedContext {
+                context: Context {
+                    cluster: params.cluster_name.to_owned(),
+                    user: params.user.to_owned(),
+                },
+                name: context.clone(),
+            }],
+            current_context: Some(context),
+            kind: Some("Config".into()),
+            users: vec![NamedUser {
+                name: params.user.to_owned(),
+                user: User {
+                    client_certificate_data: Some(b64(params.client_certificate_pem.as_bytes())),
+                    client_key_data: Some(b64(params.client_key_pem.as_bytes())),
+                },
+            }],
+        }
+    }
+
+    /// Parses YAML or JSON.
+    pub fn parse(bytes: &[u8]) -> Result<Self, KubeconfigError> {
+        let mut options = serde_saphyr::Options::default();
+        // Snippets would copy the document (and its keys) into the error.
+        options.with_snippet = false;
+        serde_saphyr::from_slice_with_options(bytes, options).map_err(|err| {
+            let (line, column) = err.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+            KubeconfigError::Malformed { line, column }
+        })
+    }
+
+    /// The YAML document.
+    pub fn to_yaml(&self) -> Result<String, KubeconfigError> {
+        serde_saphyr::to_string(self).map_err(|_| KubeconfigError::Serialize)
+    }
+
+    /// Every user's embedded client certificate (and key). Errors when there are no
+    /// users, or a user has no embedded certificate: a kubeconfig under certificate
+    /// lifecycle management must authenticate with certificates only.
+    pub fn client_credentials(&self) -> Result<Vec<ClientCredentials>, KubeconfigError> {
+        if self.users.is_empty() {
+            return Err(KubeconfigError::WithoutUsers);
+        }
+        self.users
+            .iter()
+            .map(|named| {
+                let data = named
+                    .user
+                    .client_certificate_data
+                    .as_deref()
+                    .filter(|d| !d.trim().is_empty())
+                    .ok_or_else(|| KubeconfigError::UserWithoutClientCertificate {
+                        user: named.name.clone(),
+                    })?;
+                let certificate_pem = unb64(data, &named.name, "client-certificate-data")?;
+                let key_pem = named
+                    .user
+                    .client_key_data
+                    .as_deref()
+                    .map(|k| unb64(k, &named.name, "client-key-data"))
+                    .transpose()?;
+                Ok(ClientCredentials {
+                    user: named.name.clone(),
+                    certificate_pem,
+                    key_pem,
+                })
+            })
+            .collect()
+    }
+
+    /// The cluster of the current context (or the only/first cluster).
+    pub fn current_cluster(&self) -> Option<&NamedCluster> {
+        let by_context = self
+            .current()
+            .and_then(|ctx| self.clusters.iter().find(|c| c.name == ctx.cluster));
+        by_context.or_else(|| self.clusters.first())
+    }
+
+    /// The user of the current context (or the only/first user).
+    pub fn current_user(&self) -> Option<&NamedUser> {
+        let by_context = self
+            .current()
+            .and_then(|ctx| self.users.iter().find(|u| u.name == ctx.user));
+        by_context.or_else(|| self.users.first())
+    }
+
+    /// The decoded CA bundle of the current cluster, when embedded.
+    pub fn current_ca_pem(&self) -> Result<Option<Vec<u8>>, KubeconfigError> {
+        self.current_cluster()
+            .and_then(|c| {
+                c.cluster
+                    .certificate_authority_data
+                    .as_deref()
+                    .map(|d| (c.name.as_str(), d))
+            })
+            .map(|(name, data)| unb64(data, name, "certificate-authority-data"))
+            .transpose()
+    }
+
+    fn current(&self) -> Option<&Context> {
+        let name = self.current_context.as_deref()?;
+        self.contexts.iter().find(|c| c.name == name).map(|c| &c.context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Kubeconfig {
+        Kubeconfig::new(&KubeconfigParams {
+            cluster_name: "k8s-133",
+            server: "https://10.0.0.1:6443",
+            ca_pem: "CA PEM\n",
+            user: "kubernetes-admin",
+            client_certificate_pem: "CERT PEM\n",
+            client_key_pem: "KEY PEM\n",
+        })
+    }
+
+    #[test]
+    fn builds_kubeadm_shaped_yaml() {
+        let yaml = sample().to_yaml().unwrap();
+        for line in [
+            "apiVersion: v1",
+            "kind: Config",
+            "current-context: kubernetes-admin@k8s-133",
+            "  name: k8s-133",
+            "    server: https://10.0.0.1:6443",
+            "    certificate-authority-data: Q0EgUEVNCg==",
+            "    client-certificate-data: Q0VSVCBQRU0K",
+            "    client-key-data: S0VZIFBFTQo=",
+            "    user: kubernetes-admin",
+            "    cluster: k8s-133",
+        ] {
+            assert!(yaml.lines().any(|l| l == line), "missing {line:?} in\n{yaml}");
+        }
+    }
+
+    #[test]
+    fn parse_round_trips_and_decodes() {
+        let kc = sample();
+        let parsed = Kubeconfig::parse(kc.to_yaml().unwrap().as_bytes()).unwrap();
+        assert_eq!(parsed, kc);
+        let creds = parsed.client_credentials().unwrap();
+        assert_eq!(creds.len(), 1);
+        assert_eq!(creds[0].user, "kubernetes-admin");
+        assert_eq!(creds[0].certificate_pem, b"CERT PEM\n");
+        assert_eq!(creds[0].key_pem.as_deref(), Some(&b"KEY PEM\n"[..]));
+        assert_eq!(parsed.current_ca_pem().unwrap().unwrap(), b"CA PEM\n");
+        assert_eq!(
+            parsed.current_cluster().unwrap().cluster.server,
+            "https://10.0.0.1:6443"
+        );
+        assert_eq!(parsed.current_user().unwrap().name, "kubernetes-admin");
+    }
+
+    #[test]
+    fn parses_json_as_kubectl_does() {
+        let json = serde_json::to_string(&sample()).unwrap();
+        assert_eq!(Kubeconfig::parse(json.as_bytes()).unwrap(), sample());
+    }
+
+    #[test]
+    fn users_without_certificates_are_errors() {
+        let no_users = Kubeconfig::parse(b"apiVersion: v1\nkind: Config\nusers: []\n").unwrap();
+        assert_eq!(no_users.client_credentials(), Err(KubeconfigError::WithoutUsers));
+        let null_users = Kubeconfig::parse(b"apiVersion: v1\nusers:\n").unwrap();
+        assert_eq!(
+            null_users.client_credentials(),
+            Err(KubeconfigError::WithoutUsers)
+        );
+        let token = Kubeconfig::parse(b"users:\n- name: bob\n  user:\n    token: abc\n").unwrap();
+        assert_eq!(
+            token.client_credentials(),
+            Err(KubeconfigError::UserWithoutClientCertificate { user: "bob".into() })
+        );
+        let bad =
+            Kubeconfig::parse(b"users:\n- name: eve\n  user:\n    client-certificate-data: '%%%'\n").unwrap();
+        assert!(matches!(
+            bad.client_credentials(),
+            Err(KubeconfigError::InvalidBase64 { .. })
+        ));
+    }
+
+    #[test]
+    fn yaml_errors_carry_no_content() {
+        let secret = "c2VjcmV0LWtleS1tYXRlcmlhbA==";
+        let doc = format!("users:\n- name: x\n  user:\n    client-key-data: [{secret}\n");
+        let err = Kubeconfig::parse(doc.as_bytes()).unwrap_err();
+        assert!(matches!(err, KubeconfigError::Malformed { .. }));
+        assert!(!err.to_string().contains(secret));
+        assert!(Kubeconfig::parse(&[0xff, 0xfe, 0x00, 0x01]).is_err());
+    }
+
+    #[test]
+    fn debug_hides_credentials() {
+        let debug = format!("{:?}", sample());
+        assert!(!debug.contains("S0VZIFBFTQo="));
+    }
+}
