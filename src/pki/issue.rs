@@ -366,6 +366,56 @@ pub fn issue_secret(
     Ok(data)
 }
 
+/// A whole new tenant PKI: both CAs, the service-account pair and every applicable leaf
+/// Secret, keyed by Secret suffix (`ca`, `sa-certificate`, `admin-kubeconfig`, ...).
+#[derive(Debug)]
+pub struct TenantPki {
+    /// The tenant CA.
+    pub ca: Authority,
+    /// The front-proxy CA.
+    pub front_proxy_ca: Authority,
+    /// Secret suffix to Secret data.
+    pub secrets: BTreeMap<&'static str, SecretData>,
+}
+
+/// Issues a whole tenant PKI from scratch (what a new TenantControlPlane gets). The etcd
+/// datastore certificate is included when `datastore_ca` is given.
+pub fn issue_tenant(
+    tenant: &TenantInputs,
+    datastore_ca: Option<&Authority>,
+    params: &IssueParams,
+) -> Result<TenantPki, IssueError> {
+    use super::catalog::{FRONT_PROXY_CA, SERVICE_ACCOUNT, TENANT_CA, leaf_secret_suffixes};
+    let ca = generate_authority(&TENANT_CA, params)?;
+    let front_proxy_ca = generate_authority(&FRONT_PROXY_CA, params)?;
+    let mut secrets = BTreeMap::new();
+    secrets.insert(TENANT_CA.secret_suffix, authority_secret_data(&TENANT_CA, &ca));
+    secrets.insert(
+        FRONT_PROXY_CA.secret_suffix,
+        authority_secret_data(&FRONT_PROXY_CA, &front_proxy_ca),
+    );
+    secrets.insert(
+        SERVICE_ACCOUNT.secret_suffix,
+        service_account_secret_data(&SERVICE_ACCOUNT, params.algorithm)?,
+    );
+    let signers = Signers {
+        ca: &ca,
+        front_proxy_ca: &front_proxy_ca,
+        datastore_ca,
+    };
+    for suffix in leaf_secret_suffixes() {
+        let data = issue_secret(suffix, tenant, &signers, params)?;
+        if !data.is_empty() {
+            secrets.insert(suffix, data);
+        }
+    }
+    Ok(TenantPki {
+        ca,
+        front_proxy_ca,
+        secrets,
+    })
+}
+
 /// Creates one of the tenant's CAs (CN from the spec, `params.ca_validity`).
 pub fn generate_authority(spec: &AuthoritySpec, params: &IssueParams) -> Result<Authority, IssueError> {
     Authority::generate(spec.common_name, params.algorithm, params.ca_validity, params.now).map_err(

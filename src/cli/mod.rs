@@ -1,0 +1,3 @@
+//! Command-line subcommands beyond the operator itself.
+
+pub mod check_expiration;
