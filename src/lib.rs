@@ -3,8 +3,8 @@
 //! which the integration tests and benchmarks use directly.
 
 pub mod api;
-pub mod controllers;
 pub mod cli;
+pub mod controllers;
 pub mod pki;
-pub mod tenant;
 pub mod runtime;
+pub mod tenant;

@@ -3,8 +3,11 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use kamaji::{cli::check_expiration::CheckExpirationArgs, runtime::manager::ManagerArgs};
 
-/// Certificate-lifecycle operator for Kamaji-compatible tenant control planes.
+/// Certificate-lifecycle operator for Kamaji-compatible tenant control planes:
+/// issues, watches, rotates and rolls out every certificate, kubeconfig and CA
+/// of each TenantControlPlane.
 #[derive(Parser)]
 #[command(name = "kamaji", version, about, long_about = None)]
 struct Cli {
@@ -14,14 +17,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator (controllers) against the management cluster.
+    Manager(Box<ManagerArgs>),
     /// Print the CustomResourceDefinitions (TenantControlPlane, DataStore) as YAML.
     Crd,
+    /// Certificate tools, as `kubeadm certs`.
+    #[command(subcommand)]
+    Certs(CertsCommand),
 }
 
-fn main() -> ExitCode {
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Print when each certificate of a tenant expires (kubeadm's table).
+    CheckExpiration(CheckExpirationArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Crd => kamaji::api::crds_yaml().map(|yaml| print!("{yaml}")).map_err(anyhow::Error::from),
+        Command::Manager(args) => kamaji::runtime::manager::run(*args).await,
+        Command::Crd => kamaji::api::crds_yaml()
+            .map(|yaml| print!("{yaml}"))
+            .map_err(anyhow::Error::from),
+        Command::Certs(CertsCommand::CheckExpiration(args)) => kamaji::cli::check_expiration::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

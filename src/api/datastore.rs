@@ -14,8 +14,18 @@ use serde::{Deserialize, Serialize};
     status = "DataStoreStatus",
     category = "kamaji",
     doc = "A datastore (etcd, MySQL, PostgreSQL, NATS) tenant control planes keep their state in.",
-    printcolumn(name = "Driver", type_ = "string", json_path = ".spec.driver", description = "Kamaji data store driver"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp", description = "Age")
+    printcolumn(
+        name = "Driver",
+        type_ = "string",
+        json_path = ".spec.driver",
+        description = "Kamaji data store driver"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "Age"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DataStoreSpec {

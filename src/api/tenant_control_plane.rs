@@ -30,21 +30,48 @@ use super::schema::{preserved_list, preserved_object};
         status_replicas_path = ".status.kubernetesResources.deployment.replicas",
         label_selector_path = ".status.kubernetesResources.deployment.selector"
     ),
-    printcolumn(name = "Version", type_ = "string", json_path = ".spec.kubernetes.version",
-                description = "Kubernetes version"),
-    printcolumn(name = "Installed Version", type_ = "string",
-                json_path = ".status.kubernetesResources.version.version",
-                description = "The actual installed Kubernetes version from status"),
-    printcolumn(name = "Status", type_ = "string",
-                json_path = ".status.kubernetesResources.version.status", description = "Status"),
-    printcolumn(name = "Control-Plane endpoint", type_ = "string", json_path = ".status.controlPlaneEndpoint",
-                description = "Tenant Control Plane Endpoint (API server)"),
-    printcolumn(name = "Kubeconfig", type_ = "string", json_path = ".status.kubeconfig.admin.secretName",
-                description = "Secret which contains admin kubeconfig"),
-    printcolumn(name = "Datastore", type_ = "string", json_path = ".status.storage.dataStoreName",
-                description = "DataStore actually used"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp",
-                description = "Age")
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".spec.kubernetes.version",
+        description = "Kubernetes version"
+    ),
+    printcolumn(
+        name = "Installed Version",
+        type_ = "string",
+        json_path = ".status.kubernetesResources.version.version",
+        description = "The actual installed Kubernetes version from status"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.kubernetesResources.version.status",
+        description = "Status"
+    ),
+    printcolumn(
+        name = "Control-Plane endpoint",
+        type_ = "string",
+        json_path = ".status.controlPlaneEndpoint",
+        description = "Tenant Control Plane Endpoint (API server)"
+    ),
+    printcolumn(
+        name = "Kubeconfig",
+        type_ = "string",
+        json_path = ".status.kubeconfig.admin.secretName",
+        description = "Secret which contains admin kubeconfig"
+    ),
+    printcolumn(
+        name = "Datastore",
+        type_ = "string",
+        json_path = ".status.storage.dataStoreName",
+        description = "DataStore actually used"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp",
+        description = "Age"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TenantControlPlaneSpec {
@@ -116,7 +143,10 @@ pub struct DeploymentSpec {
 
 impl Default for DeploymentSpec {
     fn default() -> Self {
-        Self { replicas: default_replicas(), not_acted_on: BTreeMap::new() }
+        Self {
+            replicas: default_replicas(),
+            not_acted_on: BTreeMap::new(),
+        }
     }
 }
 
@@ -304,7 +334,12 @@ pub struct KonnectivityServer {
 
 impl Default for KonnectivityServer {
     fn default() -> Self {
-        Self { port: default_konnectivity_port(), image: None, version: None, not_acted_on: BTreeMap::new() }
+        Self {
+            port: default_konnectivity_port(),
+            image: None,
+            version: None,
+            not_acted_on: BTreeMap::new(),
+        }
     }
 }
 
@@ -335,22 +370,40 @@ impl TenantControlPlaneSpec {
             }
         }
         let flattened = [
-            ("spec.controlPlane.deployment", &self.control_plane.deployment.not_acted_on),
-            ("spec.controlPlane.service", &self.control_plane.service.not_acted_on),
+            (
+                "spec.controlPlane.deployment",
+                &self.control_plane.deployment.not_acted_on,
+            ),
+            (
+                "spec.controlPlane.service",
+                &self.control_plane.service.not_acted_on,
+            ),
             ("spec.networkProfile", &self.network_profile.not_acted_on),
         ];
         for (prefix, extra) in flattened {
             fields.extend(extra.keys().map(|key| format!("{prefix}.{key}")));
         }
-        if let Some(server) = self.addons.as_ref().and_then(|a| a.konnectivity.as_ref()).map(|k| &k.server) {
-            fields.extend(server.not_acted_on.keys().map(|k| format!("spec.addons.konnectivity.server.{k}")));
+        if let Some(server) = self
+            .addons
+            .as_ref()
+            .and_then(|a| a.konnectivity.as_ref())
+            .map(|k| &k.server)
+        {
+            fields.extend(
+                server
+                    .not_acted_on
+                    .keys()
+                    .map(|k| format!("spec.addons.konnectivity.server.{k}")),
+            );
         }
         fields
     }
 
     /// Whether the konnectivity addon is enabled.
     pub fn konnectivity(&self) -> Option<&Konnectivity> {
-        self.addons.as_ref().and_then(|addons| addons.konnectivity.as_ref())
+        self.addons
+            .as_ref()
+            .and_then(|addons| addons.konnectivity.as_ref())
     }
 }
 

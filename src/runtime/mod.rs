@@ -1,0 +1,4 @@
+//! The process around the controllers: the `kamaji manager` command, logging.
+
+pub mod manager;
+pub mod telemetry;

@@ -1,0 +1,339 @@
+//! Which of a tenant's PKI Secrets to (re)write, decided from what is stored:
+//! the CAs, the service-account key pair and every catalog row. Pure: the
+//! controller reads the Secrets, calls [`plan`] (off the async runtime: it
+//! generates keys) and applies the writes in order, CAs first, so a crash
+//! between two writes leaves leaves that do not verify against the stored CA,
+//! which the next reconcile re-issues.
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+
+use crate::pki::{
+    Authority, CATALOG, IssueParams, Lifecycle, SecretData, Signers, TenantInputs,
+    catalog::{
+        self, AUTHORITIES, AuthoritySpec, CertificateSpec, FRONT_PROXY_CA, SERVICE_ACCOUNT, SecretType,
+        Signer,
+    },
+    issue,
+};
+
+/// A PKI Secret as stored.
+#[derive(Clone, Debug, Default)]
+pub struct Stored {
+    /// Its data.
+    pub data: SecretData,
+    /// `certs.kamaji.clastix.io/rotate: ""` is set.
+    pub rotate_requested: bool,
+    /// `kamaji.clastix.io/paused` is set: hands off.
+    pub paused: bool,
+    /// The current value of the rotate annotation (a previous rotation time), kept on rewrite.
+    pub rotate_annotation: Option<String>,
+}
+
+/// Stored PKI Secrets by suffix.
+pub type StoredSecrets = BTreeMap<String, Stored>;
+
+/// Why a Secret is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// It did not exist.
+    Created,
+    /// `certs.kamaji.clastix.io/rotate: ""` asked for it.
+    RotationRequested,
+    /// A deleted CA Secret is regenerated: with Kamaji, deleting it is how a CA rotation was asked for.
+    CaDeleted,
+    /// What is stored is no longer what the tenant needs (names the key and why).
+    Stale(String),
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Created => f.write_str("created"),
+            Reason::RotationRequested => f.write_str("rotation requested"),
+            Reason::CaDeleted => f.write_str("the CA Secret was deleted"),
+            Reason::Stale(why) => f.write_str(why),
+        }
+    }
+}
+
+/// One Secret to write.
+#[derive(Clone, Debug)]
+pub struct Write {
+    /// `<tcp>-<suffix>`.
+    pub suffix: &'static str,
+    /// Its whole data.
+    pub data: SecretData,
+    /// Its type.
+    pub secret_type: SecretType,
+    /// Its lifecycle label, for certificates the lifecycle controller watches.
+    pub lifecycle: Option<Lifecycle>,
+    /// Why.
+    pub reason: Reason,
+    /// The value of the rotate annotation to write: the rotation time when one
+    /// was requested, else the value already there.
+    pub rotate_annotation: Option<String>,
+    /// It is the tenant CA: a new CA means a CA rotation.
+    pub is_tenant_ca: bool,
+}
+
+/// Something the operator will not fix by itself: reported on the tenant.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// A CA (or the service-account key) that cannot be read is never replaced without a rotate.
+    #[error(
+        "{secret} cannot be read ({reason}); it is kept as is: annotate it with certs.kamaji.clastix.io/rotate=\"\" to replace it"
+    )]
+    Unreadable {
+        /// Secret name.
+        secret: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A CA without its private key cannot sign.
+    #[error(
+        "{secret} has no private key (externally managed CA): {certificate} cannot be issued by kamaji-rs"
+    )]
+    CaWithoutKey {
+        /// CA Secret name.
+        secret: String,
+        /// The certificate that needs issuing.
+        certificate: String,
+    },
+    /// Issuing failed.
+    #[error("issuing {certificate} failed: {reason}")]
+    IssueFailed {
+        /// Catalog row.
+        certificate: String,
+        /// The error.
+        reason: String,
+    },
+}
+
+/// The writes to make, in order, and what could not be done.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Secrets to write, CAs and key pairs first.
+    pub writes: Vec<Write>,
+    /// Problems to report.
+    pub problems: Vec<Problem>,
+}
+
+impl Plan {
+    /// The tenant CA is being replaced.
+    pub fn rotates_tenant_ca(&self) -> bool {
+        self.writes
+            .iter()
+            .any(|w| w.is_tenant_ca && w.reason != Reason::Created)
+    }
+}
+
+/// What the plan is computed from.
+pub struct Inputs<'a> {
+    /// The tenant's names, addresses and options.
+    pub tenant: &'a TenantInputs,
+    /// Stored PKI Secrets by suffix.
+    pub stored: &'a StoredSecrets,
+    /// The DataStore CA (etcd driver only).
+    pub datastore_ca: Option<&'a Authority>,
+    /// A CA was already rolled out to this tenant (a missing CA Secret means it was deleted).
+    pub provisioned: bool,
+    /// Key algorithm, validity and the time of issuance.
+    pub params: IssueParams,
+}
+
+/// Decides and issues every write the tenant's PKI needs now.
+pub fn plan(inputs: &Inputs<'_>) -> Plan {
+    let mut plan = Plan::default();
+    let now_rfc3339 = rfc3339(inputs.params.now);
+    let rotate_value = |stored: Option<&Stored>, rotated: bool| {
+        if rotated {
+            Some(now_rfc3339.clone())
+        } else {
+            stored.and_then(|s| s.rotate_annotation.clone())
+        }
+    };
+
+    // CAs: usable authorities by signer, after any rotation.
+    let mut authorities: BTreeMap<&str, Authority> = BTreeMap::new();
+    for spec in AUTHORITIES {
+        let stored = inputs.stored.get(spec.secret_suffix);
+        if stored.is_some_and(|s| s.paused) {
+            if let Some(ca) = stored.and_then(|s| issue::load_authority(spec, &s.data).ok()) {
+                authorities.insert(spec.secret_suffix, ca);
+            }
+            continue;
+        }
+        let reason = match stored {
+            None if inputs.provisioned && spec == &catalog::TENANT_CA => Some(Reason::CaDeleted),
+            None => Some(Reason::Created),
+            Some(s) if s.rotate_requested => Some(Reason::RotationRequested),
+            Some(s) => match issue::load_authority(spec, &s.data) {
+                Ok(ca) => {
+                    authorities.insert(spec.secret_suffix, ca);
+                    None
+                }
+                Err(error) => {
+                    plan.problems.push(Problem::Unreadable {
+                        secret: inputs.tenant.secret_name(spec.secret_suffix),
+                        reason: error.to_string(),
+                    });
+                    None
+                }
+            },
+        };
+        if let Some(reason) = reason {
+            match issue::generate_authority(spec, &inputs.params) {
+                Ok(ca) => {
+                    plan.writes.push(Write {
+                        suffix: spec.secret_suffix,
+                        data: issue::authority_secret_data(spec, &ca),
+                        secret_type: SecretType::Opaque,
+                        lifecycle: None,
+                        rotate_annotation: rotate_value(stored, reason == Reason::RotationRequested),
+                        reason,
+                        is_tenant_ca: spec == &catalog::TENANT_CA,
+                    });
+                    authorities.insert(spec.secret_suffix, ca);
+                }
+                Err(error) => plan.problems.push(Problem::IssueFailed {
+                    certificate: spec.name.to_string(),
+                    reason: error.to_string(),
+                }),
+            }
+        }
+    }
+
+    plan_service_account(inputs, &mut plan, &rotate_value);
+
+    let tenant_ca = authorities.get(catalog::TENANT_CA.secret_suffix);
+    let front_proxy_ca = authorities.get(FRONT_PROXY_CA.secret_suffix);
+    for suffix in catalog::leaf_secret_suffixes() {
+        let rows: Vec<&CertificateSpec> = CATALOG
+            .iter()
+            .filter(|row| row.secret_suffix == suffix)
+            .filter(|row| row.applies(inputs.tenant.konnectivity, inputs.datastore_ca.is_some()))
+            .collect();
+        let Some(first) = rows.first() else { continue };
+        let stored = inputs.stored.get(suffix);
+        if stored.is_some_and(|s| s.paused) {
+            continue;
+        }
+        // Every signer of the Secret's rows must be usable to issue it.
+        let signer_of = |signer: Signer| -> Result<&Authority, Problem> {
+            let (ca, ca_spec): (Option<&Authority>, Option<&AuthoritySpec>) = match signer {
+                Signer::TenantCa => (tenant_ca, Some(&catalog::TENANT_CA)),
+                Signer::FrontProxyCa => (front_proxy_ca, Some(&FRONT_PROXY_CA)),
+                Signer::DatastoreCa => (inputs.datastore_ca, None),
+            };
+            let secret = ca_spec
+                .map(|s| inputs.tenant.secret_name(s.secret_suffix))
+                .unwrap_or_else(|| "the DataStore CA".to_string());
+            let ca = ca.ok_or_else(|| Problem::Unreadable {
+                secret: secret.clone(),
+                reason: "no usable CA".into(),
+            })?;
+            if ca.is_externally_managed() {
+                return Err(Problem::CaWithoutKey {
+                    secret,
+                    certificate: first.name.to_string(),
+                });
+            }
+            Ok(ca)
+        };
+        let (Some(tenant_ca), Some(front_proxy_ca)) = (tenant_ca, front_proxy_ca) else {
+            // Reported above: nothing signed by a CA we cannot read is touched.
+            continue;
+        };
+        let signers = Signers {
+            ca: tenant_ca,
+            front_proxy_ca,
+            datastore_ca: inputs.datastore_ca,
+        };
+        let reason = match stored {
+            None => Some(Reason::Created),
+            Some(s) if s.rotate_requested => Some(Reason::RotationRequested),
+            Some(s) => rows.iter().find_map(|row| {
+                issue::check(row, &s.data, inputs.tenant, &signers, inputs.params.now)
+                    .err()
+                    .map(|stale| Reason::Stale(format!("{}: {stale}", row.name)))
+            }),
+        };
+        let Some(reason) = reason else { continue };
+        if let Some(problem) = rows.iter().find_map(|row| signer_of(row.signer).err()) {
+            // An external CA's leaves are kept as they are, and reported.
+            plan.problems.push(problem);
+            continue;
+        }
+        match issue::issue_secret(suffix, inputs.tenant, &signers, &inputs.params) {
+            Ok(data) => plan.writes.push(Write {
+                suffix,
+                data,
+                secret_type: first.secret_type,
+                lifecycle: Some(first.lifecycle),
+                rotate_annotation: rotate_value(stored, reason == Reason::RotationRequested),
+                reason,
+                is_tenant_ca: false,
+            }),
+            Err(error) => plan.problems.push(Problem::IssueFailed {
+                certificate: first.name.to_string(),
+                reason: error.to_string(),
+            }),
+        }
+    }
+    plan
+}
+
+fn plan_service_account(
+    inputs: &Inputs<'_>,
+    plan: &mut Plan,
+    rotate_value: &dyn Fn(Option<&Stored>, bool) -> Option<String>,
+) {
+    let stored = inputs.stored.get(SERVICE_ACCOUNT.secret_suffix);
+    let reason = match stored {
+        Some(s) if s.paused => None,
+        None => Some(Reason::Created),
+        Some(s) if s.rotate_requested => Some(Reason::RotationRequested),
+        Some(s) => {
+            // Like a CA, the signing key of every issued token is never replaced unasked.
+            if let Err(stale) = issue::check_service_account(&SERVICE_ACCOUNT, &s.data) {
+                plan.problems.push(Problem::Unreadable {
+                    secret: inputs.tenant.secret_name(SERVICE_ACCOUNT.secret_suffix),
+                    reason: stale.to_string(),
+                });
+            }
+            None
+        }
+    };
+    let Some(reason) = reason else { return };
+    match issue::service_account_secret_data(&SERVICE_ACCOUNT, inputs.params.algorithm) {
+        Ok(data) => plan.writes.push(Write {
+            suffix: SERVICE_ACCOUNT.secret_suffix,
+            data,
+            secret_type: SecretType::Opaque,
+            lifecycle: None,
+            rotate_annotation: rotate_value(stored, reason == Reason::RotationRequested),
+            reason,
+            is_tenant_ca: false,
+        }),
+        Err(error) => plan.problems.push(Problem::IssueFailed {
+            certificate: SERVICE_ACCOUNT.name.to_string(),
+            reason: error.to_string(),
+        }),
+    }
+}
+
+/// RFC 3339 in UTC, seconds precision: the value written to the rotate annotation.
+pub fn rfc3339(time: OffsetDateTime) -> String {
+    let t = time.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
