@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use x509_parser::{certificate::X509Certificate, prelude::FromDer};
 
 use super::{
-    authority::common_name,
+    authority::{common_name, serial_hex},
     catalog::Lifecycle,
     keys::{KeyError, PrivateKey},
     kubeconfig::{Kubeconfig, KubeconfigError},
@@ -292,7 +292,7 @@ fn certificate_info(key: &str, user: Option<&str>, der: &[u8]) -> Result<Certifi
         user: user.map(str::to_owned),
         common_name: common_name(&cert),
         issuer_common_name,
-        serial: hex::encode(cert.raw_serial()),
+        serial: serial_hex(cert.raw_serial()),
         not_before: cert.validity().not_before.to_datetime(),
         not_after: cert.validity().not_after.to_datetime(),
     })
