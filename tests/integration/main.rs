@@ -5,4 +5,6 @@
 mod support;
 
 mod crds;
+mod rotation;
+mod walkthrough;
 mod workloads;

@@ -201,3 +201,178 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// The `kamaji manager` binary running against the local cluster, restricted to
+/// one namespace so tests running side by side do not share tenants. Killed on drop.
+pub struct Operator {
+    child: std::process::Child,
+    /// Where its log goes.
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Starts `kamaji manager --watch-namespace <namespace> <extra...>`.
+    pub fn start(namespace: &str, extra: &[&str]) -> Self {
+        let dir = repo_root().join("target/test-logs");
+        std::fs::create_dir_all(&dir).expect("creating target/test-logs");
+        let log = dir.join(format!("operator-{namespace}-{:04x}.log", rand::random::<u16>()));
+        let file = std::fs::File::create(&log).expect("creating the operator log");
+        let stderr = file.try_clone().expect("log handle");
+        let child = Command::new(env!("CARGO_BIN_EXE_kamaji"))
+            .args([
+                "manager",
+                "--watch-namespace",
+                namespace,
+                "--log-level",
+                "info,kamaji=debug",
+            ])
+            .arg("--kubeconfig")
+            .arg(&cluster().kubeconfig)
+            .args(extra)
+            .stdout(file)
+            .stderr(stderr)
+            .spawn()
+            .expect("starting kamaji manager");
+        Self { child, log }
+    }
+
+    /// SIGKILL, as a crash would: no cleanup, no graceful shutdown.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The operator's log so far (for assertion messages).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A DataStore of the etcd driver whose CA (certificate and key) lives in a
+/// Secret of the test namespace. Returns its name and the CA; the DataStore is
+/// cluster-scoped, so its name carries the namespace.
+pub async fn etcd_datastore(
+    client: &Client,
+    namespace: &str,
+    endpoints: &[&str],
+) -> (String, kamaji::pki::Authority) {
+    use k8s_openapi::{ByteString, api::core::v1::Secret};
+    let params = kamaji::pki::IssueParams::new(time::OffsetDateTime::now_utc());
+    let ca = kamaji::pki::Authority::generate("etcd-ca", params.algorithm, params.ca_validity, params.now)
+        .expect("generating the DataStore CA");
+    let mut secret = Secret::default();
+    secret.metadata.name = Some("etcd-ca".into());
+    secret.data = Some(
+        [
+            (
+                "ca.crt".to_string(),
+                ByteString(ca.certificate_pem().as_bytes().to_vec()),
+            ),
+            (
+                "ca.key".to_string(),
+                ByteString(ca.key_pem().expect("generated CA has a key").as_bytes().to_vec()),
+            ),
+        ]
+        .into(),
+    );
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("creating the DataStore CA Secret");
+    let name = format!("etcd-{namespace}");
+    let endpoints = endpoints
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let manifest = format!(
+        "apiVersion: kamaji.clastix.io/v1alpha1\nkind: DataStore\nmetadata:\n  name: {name}\nspec:\n  driver: etcd\n  \
+         endpoints: [{endpoints}]\n  tlsConfig:\n    certificateAuthority:\n      certificate:\n        \
+         secretReference: {{name: etcd-ca, namespace: {namespace}, keyPath: ca.crt}}\n      privateKey:\n        \
+         secretReference: {{name: etcd-ca, namespace: {namespace}, keyPath: ca.key}}\n"
+    );
+    let output = kubectl_apply(namespace, &manifest);
+    assert!(
+        output.status.success(),
+        "DataStore rejected: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (name, ca)
+}
+
+/// A Secret's data key, decoded.
+pub async fn secret_value(client: &Client, namespace: &str, name: &str, key: &str) -> Vec<u8> {
+    use k8s_openapi::api::core::v1::Secret;
+    let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("reading secret {namespace}/{name}: {e}"));
+    secret
+        .data
+        .and_then(|mut d| d.remove(key))
+        .unwrap_or_else(|| panic!("secret {namespace}/{name} has no key {key}"))
+        .0
+}
+
+/// Runs openssl with `args`; panics with its stderr on failure; returns stdout.
+pub fn openssl(args: &[&std::ffi::OsStr]) -> String {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed (.ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "openssl {:?} failed: {}{}",
+        args,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The serial of a PEM certificate, as `openssl x509 -serial` prints it.
+pub fn serial(dir: &Path, pem: &[u8]) -> String {
+    let file = dir.join(format!("cert-{:08x}.pem", rand::random::<u32>()));
+    std::fs::write(&file, pem).expect("writing a certificate");
+    openssl(&[
+        "x509".as_ref(),
+        "-noout".as_ref(),
+        "-serial".as_ref(),
+        "-in".as_ref(),
+        file.as_os_str(),
+    ])
+    .trim()
+    .to_string()
+}
+
+/// `openssl verify -CAfile ca leaf` must print OK.
+pub fn assert_chain(dir: &Path, ca: &[u8], leaf: &[u8], what: &str) {
+    let ca_file = dir.join(format!("ca-{:08x}.pem", rand::random::<u32>()));
+    let leaf_file = dir.join(format!("leaf-{:08x}.pem", rand::random::<u32>()));
+    std::fs::write(&ca_file, ca).expect("writing the CA");
+    std::fs::write(&leaf_file, leaf).expect("writing the leaf");
+    let out = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&ca_file)
+        .arg(&leaf_file)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(": OK"),
+        "{what}: openssl verify failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -103,6 +103,20 @@ pub async fn run(ctx: Arc<Context>) {
         .await;
 }
 
+/// Event notes are limited to 1 KiB by the API server.
+fn truncate(mut note: String) -> String {
+    const MAX: usize = 1000;
+    if note.len() > MAX {
+        let mut cut = MAX;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push_str(" ...");
+    }
+    note
+}
+
 /// Retries a failed reconcile after a pause; the error is reported as an event.
 pub fn error_policy(tcp: Arc<TenantControlPlane>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(tenant = %tcp.name_any(), namespace = tcp.namespace().unwrap_or_default(), reason = error.reason(), %error, "reconcile failed");
@@ -113,7 +127,7 @@ pub fn error_policy(tcp: Arc<TenantControlPlane>, error: &Error, ctx: Arc<Contex
         let event = Event {
             type_: EventType::Warning,
             reason,
-            note: Some(note),
+            note: Some(truncate(note)),
             action: "Reconcile".into(),
             secondary: None,
         };
@@ -126,7 +140,7 @@ async fn publish(ctx: &Context, tcp: &TenantControlPlane, type_: EventType, reas
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(note),
+        note: Some(truncate(note)),
         action: "Reconcile".into(),
         secondary: None,
     };
@@ -254,6 +268,7 @@ pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Resul
         status = rotating;
     }
     let mut rotated = Vec::new();
+    let mut rotated_names = Vec::new();
     for write in &plan.writes {
         let secret = secrets::apply(
             &ctx.client,
@@ -270,6 +285,7 @@ pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Resul
         stored_secrets.insert(write.suffix.to_string(), secret);
         if write.reason != Reason::Created {
             rotated.push(format!("{} ({})", tenant.object_name(write.suffix), write.reason));
+            rotated_names.push(tenant.object_name(write.suffix));
         }
     }
     if !rotated.is_empty() {
@@ -279,7 +295,7 @@ pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Resul
             &tcp,
             EventType::Normal,
             "Rotated",
-            format!("re-issued {}", rotated.join(", ")),
+            format!("re-issued {}", rotated_names.join(", ")),
         )
         .await;
     }

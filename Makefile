@@ -1,0 +1,51 @@
+# kamaji-rs targets. `make demo` and `make test` are the README's quick start.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CLUSTER := tests/cluster
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build the kamaji binary
+	cargo build --release --bin kamaji
+
+.PHONY: cluster-build
+cluster-build: ## Build the local cluster's binaries (cached; cold: many minutes)
+	$(CLUSTER)/build.sh >/dev/null
+
+.PHONY: cluster-up
+cluster-up: cluster-build ## Start (or reuse) the local cluster; prints its kubeconfig
+	$(CLUSTER)/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster, leaving no process behind
+	$(CLUSTER)/down.sh
+
+.PHONY: demo
+demo: cluster-build ## Quick start: a tenant control plane on the local cluster
+	scripts/demo.sh
+
+.PHONY: crds
+crds: ## Regenerate crds/ from the Rust types
+	cargo run --quiet --bin kamaji -- crd > crds/kamaji.clastix.io.yaml
+
+.PHONY: lint
+lint: ## rustfmt and clippy, warnings are errors
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+# The whole suite: unit tests, PKI checks with openssl, and the integration
+# tests on the real local cluster (started if needed, stopped afterwards unless
+# KEEP_CLUSTER=1).
+.PHONY: test
+test: cluster-build ## Run every test (the local cluster is started and stopped)
+	@set -e; \
+	if [[ -z "$$KEEP_CLUSTER" ]]; then trap '$(CLUSTER)/down.sh' EXIT; fi; \
+	$(CLUSTER)/up.sh >/dev/null; \
+	cargo test
+
+.PHONY: bench
+bench: ## Benchmarks (criterion)
+	cargo bench
