@@ -30,90 +30,103 @@ fn tenant() -> TenantInputs {
     }
 }
 
-/// DESIGN.md's certificate table: row, CN, O, usages (client, server), CA CN.
-const DESIGN: &[(&str, &str, Option<&str>, bool, bool, &str)] = &[
-    ("apiserver", "kube-apiserver", None, false, true, "kubernetes"),
-    (
+/// A row of DESIGN.md's certificate table.
+struct Design {
+    row: &'static str,
+    cn: &'static str,
+    o: Option<&'static str>,
+    client: bool,
+    server: bool,
+    ca_cn: &'static str,
+}
+
+const fn d(
+    row: &'static str,
+    cn: &'static str,
+    o: Option<&'static str>,
+    usage: &str,
+    ca_cn: &'static str,
+) -> Design {
+    let (client, server) = match usage.as_bytes() {
+        b"client" => (true, false),
+        b"server" => (false, true),
+        _ => (true, true),
+    };
+    Design {
+        row,
+        cn,
+        o,
+        client,
+        server,
+        ca_cn,
+    }
+}
+
+const ADMINS: Option<&str> = Some("kubeadm:cluster-admins");
+const MASTERS: Option<&str> = Some("system:masters");
+
+/// DESIGN.md's certificate table: row, CN, O, usages, CA CN.
+const DESIGN: &[Design] = &[
+    d("apiserver", "kube-apiserver", None, "server", "kubernetes"),
+    d(
         "apiserver-kubelet-client",
         "kube-apiserver-kubelet-client",
-        Some("kubeadm:cluster-admins"),
-        true,
-        false,
+        ADMINS,
+        "client",
         "kubernetes",
     ),
-    (
+    d(
         "front-proxy-client",
         "front-proxy-client",
         None,
-        true,
-        false,
+        "client",
         "front-proxy-ca",
     ),
-    (
-        "admin.conf",
-        "kubernetes-admin",
-        Some("kubeadm:cluster-admins"),
-        true,
-        false,
-        "kubernetes",
-    ),
-    (
-        "admin.svc",
-        "kubernetes-admin",
-        Some("kubeadm:cluster-admins"),
-        true,
-        false,
-        "kubernetes",
-    ),
-    (
+    d("admin.conf", "kubernetes-admin", ADMINS, "client", "kubernetes"),
+    d("admin.svc", "kubernetes-admin", ADMINS, "client", "kubernetes"),
+    d(
         "super-admin.conf",
         "kubernetes-super-admin",
-        Some("system:masters"),
-        true,
-        false,
+        MASTERS,
+        "client",
         "kubernetes",
     ),
-    (
+    d(
         "super-admin.svc",
         "kubernetes-super-admin",
-        Some("system:masters"),
-        true,
-        false,
+        MASTERS,
+        "client",
         "kubernetes",
     ),
-    (
+    d(
         "controller-manager.conf",
         "system:kube-controller-manager",
         None,
-        true,
-        false,
+        "client",
         "kubernetes",
     ),
-    (
+    d(
         "scheduler.conf",
         "system:kube-scheduler",
         None,
-        true,
-        false,
+        "client",
         "kubernetes",
     ),
-    (
+    d(
         "konnectivity",
         "system:konnectivity-server",
         None,
-        true,
-        true,
+        "client+server",
         "kubernetes",
     ),
-    (
+    d(
         "konnectivity-server.conf",
         "system:konnectivity-server",
         None,
-        true,
-        false,
+        "client",
         "kubernetes",
     ),
-    ("datastore", "tenants_k8s_133", None, true, false, "datastore-ca"),
+    d("datastore", "tenants_k8s_133", None, "client", "datastore-ca"),
 ];
 
 struct Issued {
@@ -203,7 +216,15 @@ fn check_every_row(algorithm: KeyAlgorithm) {
         "every catalog row is in DESIGN.md's table"
     );
     let mut serials = BTreeSet::new();
-    for &(row, cn, o, client, server, ca_cn) in DESIGN {
+    for &Design {
+        row,
+        cn,
+        o,
+        client,
+        server,
+        ca_cn,
+    } in DESIGN
+    {
         let (der, key_pem, kubeconfig) = leaf(&issued, row);
         let (_, cert) = X509Certificate::from_der(&der).unwrap();
 
