@@ -5,5 +5,14 @@ pub mod context;
 pub mod error;
 pub mod tenant_control_plane;
 
+use std::sync::Arc;
+
 pub use context::{Context, Settings};
 pub use error::Error;
+
+/// Runs every controller of the operator until shutdown (SIGTERM, Ctrl-C).
+/// The manager calls this once it holds the leader lease.
+pub async fn run_all(ctx: Arc<Context>) {
+    // Each controller is one future; they share the context and stop together.
+    futures::future::join_all([tokio::spawn(tenant_control_plane::run(ctx.clone()))]).await;
+}

@@ -97,7 +97,7 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
         "starting kamaji-rs manager"
     );
     let ctx = Arc::new(Context::new(client, settings));
-    controllers::tenant_control_plane::run(ctx).await;
+    controllers::run_all(ctx).await;
     info!("manager stopped");
     Ok(())
 }
