@@ -235,6 +235,93 @@ fn openssl_accepts_every_ecdsa_p256_leaf() {
 }
 
 #[test]
+fn an_adopted_openssl_ca_with_traditional_keys_signs_leaves_openssl_accepts() {
+    // kubeadm writes PKCS#1 "RSA PRIVATE KEY" and SEC1 "EC PRIVATE KEY"; adopt both.
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    for name in ["rsa", "ec"] {
+        let key = dir.join(format!("{name}-ca.key"));
+        if name == "rsa" {
+            openssl_ok(&["genrsa", "-traditional", "-out", s(&key), "2048"]);
+        } else {
+            openssl_ok(&[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                s(&key),
+            ]);
+        }
+        let key_pem = std::fs::read(&key).unwrap();
+        let label = if name == "rsa" {
+            "RSA PRIVATE KEY"
+        } else {
+            "EC PRIVATE KEY"
+        };
+        assert!(
+            String::from_utf8_lossy(&key_pem).contains(label),
+            "{name}: traditional encoding"
+        );
+        let cert = dir.join(format!("{name}-ca.crt"));
+        openssl_ok(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            s(&key),
+            "-subj",
+            "/O=Example Org/CN=external-ca",
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,digitalSignature",
+            "-out",
+            s(&cert),
+        ]);
+        let ca = Authority::from_pem(&std::fs::read(&cert).unwrap(), Some(&key_pem)).unwrap();
+        assert!(!ca.is_externally_managed());
+        assert_eq!(
+            ca.key_pem().unwrap().as_bytes(),
+            key_pem.as_slice(),
+            "{name}: the key keeps its encoding"
+        );
+        let now = OffsetDateTime::now_utc();
+        let leaf = ca
+            .sign(
+                &kamaji::pki::LeafRequest {
+                    common_name: "system:kube-scheduler".into(),
+                    usages: vec![Usage::ClientAuth],
+                    ..Default::default()
+                },
+                &IssueParams {
+                    algorithm: KeyAlgorithm::EcdsaP256,
+                    ..IssueParams::new(now)
+                },
+            )
+            .unwrap();
+        let leaf_path = write(dir, &format!("{name}-leaf.crt"), leaf.certificate_pem.as_bytes());
+        // The issuer name is re-encoded from the CA's subject: openssl (and Go) must chain it.
+        let out = openssl_ok(&[
+            "verify",
+            "-purpose",
+            "sslclient",
+            "-CAfile",
+            s(&cert),
+            s(&leaf_path),
+        ]);
+        assert!(out.contains(": OK"), "{name}: {out}");
+        // Capped at the CA's 30 days.
+        assert_eq!(leaf.not_after, ca.not_after());
+        let issuer = openssl_ok(&["x509", "-noout", "-issuer", "-in", s(&leaf_path)]);
+        assert_eq!(issuer.trim(), "issuer=O = Example Org, CN = external-ca");
+    }
+}
+
+#[test]
 fn openssl_reads_rsa_4096_and_ecdsa_p384_keys() {
     // Key generation for the bigger algorithms, checked through openssl's key parser.
     let dir = tempfile::tempdir().unwrap();
