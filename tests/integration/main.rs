@@ -5,6 +5,7 @@
 mod support;
 
 mod crds;
+mod drift;
 mod rotation;
 mod walkthrough;
 mod workloads;
