@@ -337,3 +337,221 @@ pub fn rfc3339(time: OffsetDateTime) -> String {
         t.second()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::KeyAlgorithm;
+
+    fn tenant() -> TenantInputs {
+        TenantInputs {
+            name: "k8s-133".into(),
+            namespace: "default".into(),
+            address: Some("192.0.2.10".into()),
+            port: 6443,
+            cert_sans: vec![],
+            service_cidr: "10.96.0.0/16".into(),
+            cluster_domain: "cluster.local".into(),
+            control_plane_endpoint: "192.0.2.10:6443".into(),
+            konnectivity: true,
+            datastore_user: "default_k8s_133".into(),
+        }
+    }
+
+    fn params() -> IssueParams {
+        let mut params = IssueParams::new(OffsetDateTime::now_utc());
+        // ECDSA keeps the unit tests fast; the algorithm is a parameter like any other.
+        params.algorithm = KeyAlgorithm::EcdsaP256;
+        params
+    }
+
+    fn datastore_ca() -> Authority {
+        let p = params();
+        Authority::generate("etcd-ca", p.algorithm, p.ca_validity, p.now).expect("datastore CA")
+    }
+
+    /// Stores a plan's writes as the API server would.
+    fn store(stored: &mut StoredSecrets, plan: &Plan) {
+        for write in &plan.writes {
+            stored.insert(
+                write.suffix.to_string(),
+                Stored {
+                    data: write.data.clone(),
+                    rotate_annotation: write.rotate_annotation.clone(),
+                    ..Stored::default()
+                },
+            );
+        }
+    }
+
+    fn run(stored: &StoredSecrets, ca: &Authority, provisioned: bool) -> Plan {
+        plan(&Inputs {
+            tenant: &tenant(),
+            stored,
+            datastore_ca: Some(ca),
+            provisioned,
+            params: params(),
+        })
+    }
+
+    fn suffixes(plan: &Plan) -> Vec<&'static str> {
+        let mut s: Vec<_> = plan.writes.iter().map(|w| w.suffix).collect();
+        s.sort_unstable();
+        s
+    }
+
+    #[test]
+    fn an_empty_tenant_gets_every_secret_and_a_second_pass_writes_nothing() {
+        let ca = datastore_ca();
+        let mut stored = StoredSecrets::new();
+        let first = run(&stored, &ca, false);
+        assert!(first.problems.is_empty(), "{:?}", first.problems);
+        assert_eq!(
+            suffixes(&first),
+            [
+                "admin-kubeconfig",
+                "api-server-certificate",
+                "api-server-kubelet-client-certificate",
+                "ca",
+                "controller-manager-kubeconfig",
+                "datastore-certificate",
+                "front-proxy-ca-certificate",
+                "front-proxy-client-certificate",
+                "konnectivity-certificate",
+                "konnectivity-kubeconfig",
+                "sa-certificate",
+                "scheduler-kubeconfig",
+            ]
+        );
+        // CAs and the key pair come before anything they sign.
+        let position = |s: &str| {
+            first
+                .writes
+                .iter()
+                .position(|w| w.suffix == s)
+                .unwrap_or(usize::MAX)
+        };
+        assert!(position("ca") < position("api-server-certificate"));
+        assert!(position("front-proxy-ca-certificate") < position("front-proxy-client-certificate"));
+        store(&mut stored, &first);
+        let second = run(&stored, &ca, true);
+        assert!(
+            second.writes.is_empty(),
+            "idempotent, but rewrote {:?}",
+            suffixes(&second)
+        );
+    }
+
+    #[test]
+    fn a_rotation_request_reissues_that_secret_only_and_stamps_the_time() {
+        let ca = datastore_ca();
+        let mut stored = StoredSecrets::new();
+        let first = run(&stored, &ca, false);
+        store(&mut stored, &first);
+        stored
+            .get_mut("front-proxy-client-certificate")
+            .expect("stored")
+            .rotate_requested = true;
+        let plan = run(&stored, &ca, true);
+        assert_eq!(suffixes(&plan), ["front-proxy-client-certificate"]);
+        assert_eq!(plan.writes[0].reason, Reason::RotationRequested);
+        let stamp = plan.writes[0].rotate_annotation.clone().expect("rotation time");
+        assert!(stamp.ends_with('Z') && stamp.len() == 20, "RFC 3339: {stamp}");
+        assert!(!plan.rotates_tenant_ca());
+    }
+
+    #[test]
+    fn a_ca_rotation_reissues_everything_the_ca_signs_and_nothing_else() {
+        let ca = datastore_ca();
+        let mut stored = StoredSecrets::new();
+        let first = run(&stored, &ca, false);
+        store(&mut stored, &first);
+        stored.get_mut("ca").expect("stored").rotate_requested = true;
+        let plan = run(&stored, &ca, true);
+        assert!(plan.rotates_tenant_ca());
+        assert_eq!(
+            suffixes(&plan),
+            [
+                "admin-kubeconfig",
+                "api-server-certificate",
+                "api-server-kubelet-client-certificate",
+                "ca",
+                "controller-manager-kubeconfig",
+                "konnectivity-certificate",
+                "konnectivity-kubeconfig",
+                "scheduler-kubeconfig",
+            ],
+            "front-proxy (own CA), datastore (DataStore CA) and the SA pair stay"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_ca_is_reported_and_neither_it_nor_its_leaves_are_touched() {
+        let ca = datastore_ca();
+        let mut stored = StoredSecrets::new();
+        let first = run(&stored, &ca, false);
+        store(&mut stored, &first);
+        stored
+            .get_mut("ca")
+            .expect("stored")
+            .data
+            .insert("ca.crt".into(), b"garbage".to_vec());
+        stored.remove("api-server-certificate");
+        let plan = run(&stored, &ca, true);
+        assert!(
+            plan.writes
+                .iter()
+                .all(|w| w.suffix != "ca" && w.suffix != "api-server-certificate")
+        );
+        assert!(
+            plan.problems
+                .iter()
+                .any(|p| matches!(p, Problem::Unreadable { secret, .. } if secret == "k8s-133-ca")),
+            "{:?}",
+            plan.problems
+        );
+    }
+
+    #[test]
+    fn a_ca_without_its_key_is_used_as_is_and_its_missing_leaves_are_reported() {
+        let ca = datastore_ca();
+        let mut stored = StoredSecrets::new();
+        let first = run(&stored, &ca, false);
+        store(&mut stored, &first);
+        let tenant_ca = stored.get_mut("ca").expect("stored");
+        tenant_ca.data.remove("ca.key");
+        tenant_ca.data.remove("tls.key");
+        assert!(
+            run(&stored, &ca, true).writes.is_empty(),
+            "valid leaves of an external CA are kept"
+        );
+        stored.remove("scheduler-kubeconfig");
+        let plan = run(&stored, &ca, true);
+        assert!(plan.writes.is_empty());
+        assert!(
+            plan.problems
+                .iter()
+                .any(|p| matches!(p, Problem::CaWithoutKey { .. })),
+            "{:?}",
+            plan.problems
+        );
+    }
+
+    #[test]
+    fn a_deleted_ca_after_provisioning_is_a_rotation_as_in_kamaji() {
+        let ca = datastore_ca();
+        let mut stored = StoredSecrets::new();
+        let first = run(&stored, &ca, false);
+        store(&mut stored, &first);
+        stored.remove("ca");
+        let plan = run(&stored, &ca, true);
+        assert!(plan.rotates_tenant_ca());
+        assert_eq!(
+            plan.writes
+                .iter()
+                .find(|w| w.suffix == "ca")
+                .map(|w| w.reason.clone()),
+            Some(Reason::CaDeleted)
+        );
+    }
+}
