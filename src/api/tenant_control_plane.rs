@@ -431,6 +431,8 @@ pub struct TenantControlPlaneStatus {
     pub addons: Option<AddonsStatus>,
     /// Standard conditions (Ready, CertificatesReady, FieldsNotActedOn, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // Keyed by type, as metav1 conditions are: each controller applies only its own types.
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,14 +1,14 @@
-//! What every reconcile needs: the client, the event recorder and the
-//! operator's settings, shared as `Arc<Context>`.
+//! What every reconcile needs: the client, the event recorder, the metrics and
+//! the operator's settings, shared as `Arc<Context>`.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use kube::{
     Client,
     runtime::events::{Recorder, Reporter},
 };
 
-use crate::pki::KeyAlgorithm;
+use crate::{pki::KeyAlgorithm, runtime::metrics::Metrics};
 
 /// Operator settings (the manager's flags).
 #[derive(Clone, Debug)]
@@ -17,6 +17,9 @@ pub struct Settings {
     pub key_algorithm: KeyAlgorithm,
     /// Validity of leaf certificates (kubeadm's `certificateValidityPeriod`, default 1 year).
     pub certificate_validity: Duration,
+    /// A certificate is rotated when it expires within this duration
+    /// (`--certificate-expiration-deadline`, default 24h).
+    pub certificate_expiration_deadline: Duration,
     /// DataStore of tenants that name none.
     pub default_datastore: Option<String>,
     /// Only reconcile tenants in this namespace (all namespaces when `None`).
@@ -33,6 +36,7 @@ impl Default for Settings {
         Self {
             key_algorithm: KeyAlgorithm::default(),
             certificate_validity: crate::pki::authority::LEAF_VALIDITY,
+            certificate_expiration_deadline: Duration::from_secs(24 * 60 * 60),
             default_datastore: None,
             watch_namespace: None,
             max_concurrent_reconciles: 4,
@@ -50,11 +54,18 @@ pub struct Context {
     pub recorder: Recorder,
     /// The operator's settings.
     pub settings: Settings,
+    /// The operator's Prometheus metrics (rendered on `/metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
-    /// A context whose events are reported by `kamaji-rs`.
+    /// A context whose events are reported by `kamaji-rs`, with metrics of its own.
     pub fn new(client: Client, settings: Settings) -> Self {
+        Self::with_metrics(client, settings, Arc::new(Metrics::new()))
+    }
+
+    /// A context recording into `metrics` (the registry the manager serves).
+    pub fn with_metrics(client: Client, settings: Settings, metrics: Arc<Metrics>) -> Self {
         let reporter = Reporter {
             controller: "kamaji-rs".into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -63,6 +74,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             settings,
+            metrics,
         }
     }
 }

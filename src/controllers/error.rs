@@ -34,6 +34,18 @@ pub enum Error {
     /// The issuing task panicked or was cancelled.
     #[error("certificate issuance task failed: {0}")]
     IssuanceTask(String),
+    /// A lifecycle-labelled Secret's certificates cannot be read (names the data key, never content).
+    #[error("secret {secret}: {source}")]
+    InvalidCertificate {
+        /// The Secret, `namespace/name`.
+        secret: String,
+        /// What is wrong, naming the data key.
+        #[source]
+        source: crate::pki::inspect::InspectError,
+    },
+    /// A namespaced object without a namespace (not read from the API server?).
+    #[error("{0} has no namespace")]
+    MissingNamespace(String),
 }
 
 impl Error {
@@ -51,6 +63,8 @@ impl Error {
             Error::NoDataStore => "NoDataStore",
             Error::DataStoreUnusable { .. } => "DataStoreUnusable",
             Error::IssuanceTask(_) => "IssuanceTaskFailed",
+            Error::InvalidCertificate { .. } => "InvalidCertificate",
+            Error::MissingNamespace(_) => "MissingNamespace",
         }
     }
 }

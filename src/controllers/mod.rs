@@ -1,6 +1,7 @@
 //! The controllers: they read the cluster, call the pure builders of
 //! [`crate::tenant`] and [`crate::pki`], and apply the difference.
 
+pub mod certificate_lifecycle;
 pub mod context;
 pub mod error;
 pub mod tenant_control_plane;
@@ -14,5 +15,9 @@ pub use error::Error;
 /// The manager calls this once it holds the leader lease.
 pub async fn run_all(ctx: Arc<Context>) {
     // Each controller is one future; they share the context and stop together.
-    futures::future::join_all([tokio::spawn(tenant_control_plane::run(ctx.clone()))]).await;
+    futures::future::join_all([
+        tokio::spawn(tenant_control_plane::run(ctx.clone())),
+        tokio::spawn(certificate_lifecycle::run(ctx.clone())),
+    ])
+    .await;
 }

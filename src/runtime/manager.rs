@@ -9,7 +9,7 @@ use kube::{
     Client, Config,
     config::{KubeConfigOptions, Kubeconfig},
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use super::telemetry::{self, LogFormat};
 use crate::{
@@ -84,6 +84,7 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
     let settings = Settings {
         key_algorithm: args.key_algorithm,
         certificate_validity: args.certificate_validity,
+        certificate_expiration_deadline: args.certificate_expiration_deadline,
         default_datastore: args.datastore.clone(),
         watch_namespace: args.watch_namespace.clone(),
         max_concurrent_reconciles: args.max_concurrent_tcp_reconciles.max(1),
@@ -96,7 +97,14 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
         namespace = args.watch_namespace.as_deref().unwrap_or("<all>"),
         "starting kamaji-rs manager"
     );
-    let ctx = Arc::new(Context::new(client, settings));
+    if args.certificate_validity <= args.certificate_expiration_deadline {
+        warn!(
+            "--certificate-validity is not longer than --certificate-expiration-deadline: \
+             every certificate is rotated once right after it is issued, then reported as expiring"
+        );
+    }
+    let metrics = Arc::new(crate::runtime::metrics::Metrics::new());
+    let ctx = Arc::new(Context::with_metrics(client, settings, metrics));
     controllers::run_all(ctx).await;
     info!("manager stopped");
     Ok(())

@@ -176,6 +176,37 @@ async fn read(client: &Client, content: &ContentRef) -> Result<Vec<u8>, String> 
         })
 }
 
+/// How often a tenant whose DataStore client certificate expires within the deadline
+/// re-reads it: the source Secret is not watched, and the warning must not become a storm.
+pub const SOURCE_EXPIRING_RECHECK: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A warning when the client certificate copied from a DataStore (MySQL, PostgreSQL,
+/// NATS: an external PKI) expires within `deadline`: copying it again cannot help,
+/// its source must be renewed.
+pub fn source_expiry_warning(
+    datastore: &str,
+    copied: &SecretData,
+    deadline: std::time::Duration,
+) -> Option<String> {
+    let inspection = crate::pki::inspect(
+        copied.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+        crate::pki::Lifecycle::X509,
+    )
+    .ok()?;
+    let earliest = inspection.earliest()?;
+    let now = time::OffsetDateTime::now_utc();
+    (earliest.not_after - deadline <= now).then(|| {
+        format!(
+            "the client certificate of DataStore {datastore} (tlsConfig.clientCertificate, serial {}) \
+             expires at {}, within the certificate expiration deadline ({}): renew it at its source; \
+             kamaji-rs copies the renewed certificate to the tenant",
+            earliest.serial,
+            crate::tenant::certificates::rfc3339(earliest.not_after),
+            humantime::format_duration(deadline)
+        )
+    })
+}
+
 /// `<tcp>-datastore-config` data; an existing password is kept.
 pub fn config_data(resolved: &Resolved, existing: Option<&SecretData>) -> SecretData {
     let password = existing

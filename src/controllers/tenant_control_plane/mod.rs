@@ -119,6 +119,7 @@ fn truncate(mut note: String) -> String {
 
 /// Retries a failed reconcile after a pause; the error is reported as an event.
 pub fn error_policy(tcp: Arc<TenantControlPlane>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(CONTROLLER, error.reason());
     warn!(tenant = %tcp.name_any(), namespace = tcp.namespace().unwrap_or_default(), reason = error.reason(), %error, "reconcile failed");
     let reference = tcp.object_ref(&());
     let note = error.to_string();
@@ -149,8 +150,12 @@ async fn publish(ctx: &Context, tcp: &TenantControlPlane, type_: EventType, reas
     }
 }
 
+/// The `controller` label of this controller's metrics.
+pub const CONTROLLER: &str = "tenantcontrolplane";
+
 /// One pass over a tenant.
 pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
     if tcp.annotations().contains_key(labels::PAUSED) {
         info!(tenant = %tcp.name_any(), "paused: {} is set", labels::PAUSED);
         return Ok(Action::await_change());
@@ -334,11 +339,32 @@ pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Resul
     }
 
     // 4. Datastore certificate (external PKI: copied) and config.
+    let mut datastore_source_expiring = false;
     if let Some(copied) = &datastore.copied_certificate {
         let current = stored_secrets
             .get(suffix::DATASTORE_CERTIFICATE)
             .map(secrets::data);
-        if current.as_ref() != Some(copied) {
+        // A rotation request (from the lifecycle controller or a user) is answered by copying again.
+        let requested = stored
+            .get(suffix::DATASTORE_CERTIFICATE)
+            .is_some_and(|s| s.rotate_requested);
+        if let Some(warning) = datastore::source_expiry_warning(
+            &datastore.name,
+            copied,
+            ctx.settings.certificate_expiration_deadline,
+        ) {
+            datastore_source_expiring = true;
+            publish(
+                &ctx,
+                &tcp,
+                EventType::Warning,
+                "DataStoreCertificateExpiring",
+                warning,
+            )
+            .await;
+        }
+        if current.as_ref() != Some(copied) || requested {
+            let rotated_at = certificates::rfc3339(OffsetDateTime::now_utc());
             let secret = secrets::apply(
                 &ctx.client,
                 &tenant,
@@ -347,9 +373,13 @@ pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Resul
                     type_: SecretType::Opaque.as_str(),
                     data: copied,
                     lifecycle: Some("x509"),
-                    rotate_annotation: stored
-                        .get(suffix::DATASTORE_CERTIFICATE)
-                        .and_then(|s| s.rotate_annotation.as_deref()),
+                    rotate_annotation: if requested {
+                        Some(rotated_at.as_str())
+                    } else {
+                        stored
+                            .get(suffix::DATASTORE_CERTIFICATE)
+                            .and_then(|s| s.rotate_annotation.as_deref())
+                    },
                 },
             )
             .await?;
@@ -499,7 +529,10 @@ pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Resul
     status::write(&ctx, &tcp, &tenant, status).await?;
     // Steady state: nothing to do until something changes. Otherwise the Deployment's
     // own status changes wake us; the requeue is a safety net.
-    Ok(if settled {
+    Ok(if datastore_source_expiring {
+        // The source Secret is not watched: look again later, without a retry storm.
+        Action::requeue(datastore::SOURCE_EXPIRING_RECHECK)
+    } else if settled {
         Action::await_change()
     } else {
         Action::requeue(Duration::from_secs(30))

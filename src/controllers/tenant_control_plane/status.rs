@@ -110,6 +110,9 @@ pub fn record_secrets(
     });
 }
 
+/// Condition types other controllers own (`status.conditions` is a list keyed by type).
+const FOREIGN_CONDITIONS: &[&str] = &[crate::controllers::certificate_lifecycle::CONDITION];
+
 /// Writes the status if it differs from what is stored.
 pub async fn write(
     ctx: &Context,
@@ -121,6 +124,12 @@ pub async fn write(
         return Ok(());
     }
     let api: Api<TenantControlPlane> = Api::namespaced(ctx.client.clone(), &tenant.namespace);
+    // Conditions of other controllers (written with their own field manager) are kept
+    // out of our apply: applying them would make them ours, and later drop them.
+    let mut status = status;
+    status
+        .conditions
+        .retain(|c| !FOREIGN_CONDITIONS.contains(&c.type_.as_str()));
     let patch = serde_json::json!({
         "apiVersion": "kamaji.clastix.io/v1alpha1",
         "kind": "TenantControlPlane",
