@@ -36,7 +36,9 @@ fi
 show kubectl apply -f samples/datastore.yaml
 
 step "starting the operator (log: $state/logs/kamaji.log)"
-"$kamaji" manager --kubeconfig "$KUBECONFIG" >"$state/logs/kamaji.log" 2>&1 &
+# One process outside the cluster: no leader election; endpoints on free local ports.
+"$kamaji" manager --kubeconfig "$KUBECONFIG" --leader-elect=false \
+  --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 >"$state/logs/kamaji.log" 2>&1 &
 operator=$!
 trap 'kill $operator 2>/dev/null || true' EXIT
 

@@ -9,7 +9,9 @@ use kamaji::{cli::check_expiration::CheckExpirationArgs, runtime::manager::Manag
 /// issues, watches, rotates and rolls out every certificate, kubeconfig and CA
 /// of each TenantControlPlane.
 #[derive(Parser)]
-#[command(name = "kamaji", version, about, long_about = None)]
+// A flag given twice takes its last value, as Go's flag package does (Helm
+// `extraArgs` can override a chart default).
+#[command(name = "kamaji", version, about, long_about = None, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

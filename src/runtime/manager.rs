@@ -1,7 +1,23 @@
-//! `kamaji manager`: runs the controllers against a management cluster.
-//! Flag names follow Kamaji's where Kamaji has them.
+//! `kamaji manager`: runs the controllers against a management cluster, behind
+//! leader election, with health probes and metrics. Flag names follow Kamaji's
+//! where Kamaji has them (`--metrics-bind-address`, `--health-probe-bind-address`,
+//! `--leader-elect`, `--datastore`, `--max-concurrent-tcp-reconciles`,
+//! `--certificate-expiration-deadline`).
+//!
+//! Lifecycle: bind the HTTP endpoints, join the election (standby), acquire the
+//! lease, run the controllers. SIGTERM: the controllers finish their in-flight
+//! reconciles (bounded by `--graceful-shutdown-timeout`), then the lease is
+//! released so a standby takes over at once. A lost lease stops the process
+//! with an error at once: another replica may already be writing.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    str::FromStr,
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -9,9 +25,17 @@ use kube::{
     Client, Config,
     config::{KubeConfigOptions, Kubeconfig},
 };
+use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::telemetry::{self, LogFormat};
+use super::{
+    health::{Health, Phase},
+    http,
+    leader::{self, Candidate, ElectionConfig},
+    rbac,
+    telemetry::{self, LogFormat},
+    tenant_status::TenantStatuses,
+};
 use crate::{
     controllers::{self, Context, Settings},
     pki::KeyAlgorithm,
@@ -21,32 +45,119 @@ use crate::{
 #[derive(Args, Debug, Clone)]
 pub struct ManagerArgs {
     /// Rotate a certificate when it expires within this duration (humantime: 7d, 36h, 1w).
-    #[arg(long, default_value = "24h", value_parser = parse_deadline)]
+    #[arg(long, default_value = "24h", value_parser = parse_deadline, help_heading = "Certificates")]
     pub certificate_expiration_deadline: Duration,
     /// Validity of issued leaf certificates and kubeconfigs (kubeadm's certificateValidityPeriod).
-    #[arg(long, default_value = "365d", value_parser = parse_positive_duration)]
+    #[arg(long, default_value = "365d", value_parser = parse_positive_duration, help_heading = "Certificates")]
     pub certificate_validity: Duration,
     /// Key algorithm of new keys: RSA-2048, RSA-3072, RSA-4096, ECDSA-P256, ECDSA-P384.
-    #[arg(long, default_value_t = KeyAlgorithm::default())]
+    #[arg(long, default_value_t = KeyAlgorithm::default(), help_heading = "Certificates")]
     pub key_algorithm: KeyAlgorithm,
     /// DataStore used by TenantControlPlanes that set no spec.dataStore.
-    #[arg(long)]
+    #[arg(long, help_heading = "Controllers")]
     pub datastore: Option<String>,
     /// TenantControlPlanes reconciled concurrently.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, help_heading = "Controllers")]
     pub max_concurrent_tcp_reconciles: u16,
     /// Only manage TenantControlPlanes of this namespace (default: all namespaces).
-    #[arg(long)]
+    #[arg(long, help_heading = "Controllers")]
     pub watch_namespace: Option<String>,
     /// Kubeconfig of the management cluster (default: in-cluster, then $KUBECONFIG, then ~/.kube/config).
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+
+    /// Address of /metrics: host:port, :port for every interface, 0 to disable.
+    #[arg(long, default_value = ":8080", help_heading = "Endpoints")]
+    pub metrics_bind_address: BindAddress,
+    /// Address of /healthz and /readyz: host:port, :port for every interface, 0 to disable.
+    #[arg(long, default_value = ":8081", help_heading = "Endpoints")]
+    pub health_probe_bind_address: BindAddress,
+
+    /// Run the controllers only while holding the leader Lease (use --leader-elect=false for a single
+    /// process outside a cluster).
+    #[arg(
+        long,
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        help_heading = "Leader election"
+    )]
+    pub leader_elect: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(
+        long,
+        env = "POD_NAMESPACE",
+        default_value = "kamaji-system",
+        alias = "pod-namespace",
+        help_heading = "Leader election"
+    )]
+    pub leader_election_namespace: String,
+    /// Name of the leader-election Lease (replicas sharing it elect one leader).
+    #[arg(long, default_value = "kamaji-rs", help_heading = "Leader election")]
+    pub leader_election_id: String,
+    /// A standby takes over at most this long after the leader stopped renewing (whole seconds).
+    #[arg(long, default_value = "15s", value_parser = parse_positive_duration, help_heading = "Leader election")]
+    pub leader_election_lease_duration: Duration,
+    /// The leader renews the Lease this often; shorter than the lease duration, the difference being the
+    /// clock skew tolerated between replicas (whole seconds).
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration, help_heading = "Leader election")]
+    pub leader_election_renew_period: Duration,
+    /// This replica's identity in the Lease (default: $POD_NAME or the host name, plus a random suffix).
+    #[arg(long, help_heading = "Leader election")]
+    pub leader_election_identity: Option<String>,
+
+    /// On SIGTERM, wait at most this long for in-flight reconciles before stopping (keep it below the
+    /// pod's terminationGracePeriodSeconds).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub graceful_shutdown_timeout: Duration,
     /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, help_heading = "Logging")]
     pub log_format: LogFormat,
     /// Log level or filter directive (RUST_LOG overrides).
-    #[arg(long, default_value = "info")]
+    #[arg(long, default_value = "info", help_heading = "Logging")]
     pub log_level: String,
+}
+
+/// A listen address: `host:port`, `:port` (every IPv4 interface, as Go's
+/// `:8080`), or `0` (disabled, as controller-runtime's `--metrics-bind-address=0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BindAddress(Option<SocketAddr>);
+
+impl BindAddress {
+    /// The socket address, `None` when disabled.
+    pub fn socket(self) -> Option<SocketAddr> {
+        self.0
+    }
+}
+
+impl FromStr for BindAddress {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value == "0" {
+            return Ok(Self(None));
+        }
+        if let Some(port) = value.strip_prefix(':') {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("{value:?}: the port must be a number"))?;
+            return Ok(Self(Some(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)))));
+        }
+        value.parse().map(|a| Self(Some(a))).map_err(|_| {
+            format!("{value:?} is not host:port, :port or 0 (e.g. 127.0.0.1:8080, [::]:8080, :8080)")
+        })
+    }
+}
+
+impl fmt::Display for BindAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(a) => a.fmt(f),
+            None => f.write_str("0"),
+        }
+    }
 }
 
 /// A humantime duration that must be positive: `0s` would rotate continuously.
@@ -64,6 +175,27 @@ pub fn parse_deadline(value: &str) -> Result<Duration, String> {
     parse_positive_duration(value)
 }
 
+impl ManagerArgs {
+    /// The election settings, `None` with `--leader-elect=false`.
+    pub fn election(&self) -> anyhow::Result<Option<ElectionConfig>> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        let config = ElectionConfig {
+            namespace: self.leader_election_namespace.clone(),
+            lease_name: self.leader_election_id.clone(),
+            identity: self
+                .leader_election_identity
+                .clone()
+                .unwrap_or_else(leader::default_identity),
+            lease_duration: self.leader_election_lease_duration,
+            renew_period: self.leader_election_renew_period,
+        };
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(Some(config))
+    }
+}
+
 /// A client for the management cluster.
 pub async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
     let config = match kubeconfig {
@@ -77,9 +209,31 @@ pub async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-/// Runs the manager until SIGTERM or Ctrl-C.
+/// SIGTERM or Ctrl-C, seen by every holder of the receiver.
+fn shutdown_signal() -> anyhow::Result<watch::Receiver<bool>> {
+    let (tx, rx) = watch::channel(false);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => info!("interrupted: shutting down"),
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+async fn signalled(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which only happens after it sent.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Runs the manager until SIGTERM or Ctrl-C (Ok), or until it loses the lease (Err).
 pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format, &args.log_level)?;
+    let election = args.election()?;
+    let mut shutdown = shutdown_signal()?;
     let client = client(args.kubeconfig.as_ref()).await?;
     let settings = Settings {
         key_algorithm: args.key_algorithm,
@@ -95,6 +249,9 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
         validity = %humantime::format_duration(args.certificate_validity),
         algorithm = %args.key_algorithm,
         namespace = args.watch_namespace.as_deref().unwrap_or("<all>"),
+        leader_election = %election.as_ref().map_or("off".to_string(), |e| format!(
+            "{}/{} as {}", e.namespace, e.lease_name, e.identity
+        )),
         "starting kamaji-rs manager"
     );
     if args.certificate_validity <= args.certificate_expiration_deadline {
@@ -104,8 +261,217 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
         );
     }
     let metrics = Arc::new(crate::runtime::metrics::Metrics::new());
-    let ctx = Arc::new(Context::with_metrics(client, settings, metrics));
-    controllers::run_all(ctx).await;
-    info!("manager stopped");
-    Ok(())
+    let ctx = Arc::new(Context::with_metrics(client.clone(), settings, metrics.clone()));
+
+    let health = Health::default();
+    let tenants = TenantStatuses::default();
+    let _servers = http::start(
+        args.metrics_bind_address,
+        args.health_probe_bind_address,
+        http::Exported {
+            health: health.clone(),
+            registry: Arc::new(move || metrics.render()),
+            tenants: tenants.clone(),
+        },
+    )
+    .await?;
+
+    let leading = Leading {
+        ctx,
+        health: health.clone(),
+        tenants,
+        grace: args.graceful_shutdown_timeout,
+    };
+    let Some(config) = election else {
+        let result = leading.run(&mut shutdown, None).await;
+        if result.is_ok() {
+            info!("manager stopped");
+        }
+        return result;
+    };
+
+    let mut candidate = tokio::select! {
+        joined = Candidate::join(client, config) => joined?,
+        _ = signalled(&mut shutdown) => return Ok(()),
+    };
+    health.set(Phase::Standby);
+    tokio::select! {
+        acquired = candidate.acquired() => acquired?,
+        _ = signalled(&mut shutdown) => {
+            health.set(Phase::ShuttingDown);
+            candidate.release(Duration::from_secs(5)).await;
+            info!("manager stopped");
+            return Ok(());
+        }
+    }
+    let result = leading.run(&mut shutdown, Some(&mut candidate)).await;
+    if result.is_ok() {
+        candidate.release(Duration::from_secs(5)).await;
+        info!("manager stopped");
+    }
+    result
+}
+
+/// What the leader runs.
+struct Leading {
+    ctx: Arc<Context>,
+    health: Health,
+    tenants: TenantStatuses,
+    grace: Duration,
+}
+
+impl Leading {
+    /// Runs the controllers until shutdown (Ok) or a lost lease (Err).
+    async fn run(
+        self,
+        shutdown: &mut watch::Receiver<bool>,
+        candidate: Option<&mut Candidate>,
+    ) -> anyhow::Result<()> {
+        let Self {
+            ctx,
+            health,
+            tenants,
+            grace,
+        } = self;
+        health.set(Phase::Leading { synced: false });
+        let watch_namespace = ctx.settings.watch_namespace.clone();
+        let exporter = tenants.start(ctx.client.clone(), watch_namespace.as_deref());
+        let sync = tokio::spawn({
+            let (client, health) = (ctx.client.clone(), health.clone());
+            async move {
+                let mut attempt = 0u32;
+                loop {
+                    match rbac::list_watched(&client, watch_namespace.as_deref()).await {
+                        Ok(()) => {
+                            info!("every watched kind can be listed: ready");
+                            health.set(Phase::Leading { synced: true });
+                            return;
+                        }
+                        Err(error) => {
+                            warn!(%error, "not ready: a watched kind cannot be listed");
+                            attempt = attempt.saturating_add(1);
+                            tokio::time::sleep(Duration::from_secs(u64::from(attempt.min(15)))).await;
+                        }
+                    }
+                }
+            }
+        });
+        let mut controllers = tokio::spawn(controllers::run_all(ctx));
+        let lost = async {
+            match candidate {
+                Some(candidate) => candidate.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        let outcome = tokio::select! {
+            _ = &mut controllers => {
+                // The controllers stop on SIGTERM themselves; anything else is unexpected.
+                let signalled = tokio::time::timeout(Duration::from_secs(1), signalled(shutdown)).await.is_ok();
+                health.set(Phase::ShuttingDown);
+                if signalled {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!("the controllers stopped without a shutdown signal"))
+                }
+            }
+            _ = signalled(shutdown) => {
+                health.set(Phase::ShuttingDown);
+                info!(timeout = %humantime::format_duration(grace), "waiting for in-flight reconciles");
+                if tokio::time::timeout(grace, &mut controllers).await.is_err() {
+                    warn!("in-flight reconciles did not finish in time; stopping anyway");
+                    controllers.abort();
+                }
+                Ok(())
+            }
+            lost = lost => {
+                health.set(Phase::Starting);
+                controllers.abort();
+                Err(anyhow::anyhow!("leader election lost: {lost}"))
+            }
+        };
+        sync.abort();
+        exporter.abort();
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    #[command(args_override_self = true)]
+    struct Cli {
+        #[command(flatten)]
+        args: ManagerArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ManagerArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("manager").chain(args.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn defaults_follow_kamaji() {
+        let args = parse(&[]).expect("defaults parse");
+        assert_eq!(
+            args.metrics_bind_address.socket(),
+            Some("0.0.0.0:8080".parse().expect("addr"))
+        );
+        assert_eq!(
+            args.health_probe_bind_address.socket(),
+            Some("0.0.0.0:8081".parse().expect("addr"))
+        );
+        assert!(args.leader_elect);
+        assert_eq!(args.leader_election_id, "kamaji-rs");
+        if std::env::var_os("POD_NAMESPACE").is_none() {
+            assert_eq!(args.leader_election_namespace, "kamaji-system");
+        }
+        let election = args.election().expect("valid").expect("on by default");
+        assert_eq!(election.lease_duration, Duration::from_secs(15));
+        assert_eq!(election.renew_period, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn leader_elect_reads_like_a_go_bool_flag() {
+        assert!(parse(&["--leader-elect"]).expect("bare").leader_elect);
+        assert!(!parse(&["--leader-elect=false"]).expect("=false").leader_elect);
+        assert!(
+            parse(&["--leader-elect=false", "--leader-elect=true"])
+                .expect("last wins")
+                .leader_elect
+        );
+        assert!(
+            parse(&["--leader-elect=false"])
+                .expect("off")
+                .election()
+                .expect("ok")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn bind_addresses_accept_go_forms_and_zero() {
+        let parsed = |v: &str| v.parse::<BindAddress>().map(BindAddress::socket);
+        assert_eq!(parsed(":9090"), Ok(Some("0.0.0.0:9090".parse().expect("addr"))));
+        assert_eq!(
+            parsed("127.0.0.1:0"),
+            Ok(Some("127.0.0.1:0".parse().expect("addr")))
+        );
+        assert_eq!(parsed("[::]:8080"), Ok(Some("[::]:8080".parse().expect("addr"))));
+        assert_eq!(parsed("0"), Ok(None));
+        assert!(parsed("localhost").is_err());
+        assert!(parsed(":http").is_err());
+    }
+
+    #[test]
+    fn a_renew_period_not_shorter_than_the_lease_is_refused() {
+        let args = parse(&[
+            "--leader-election-lease-duration=10s",
+            "--leader-election-renew-period=10s",
+        ])
+        .expect("parses");
+        assert!(args.election().is_err());
+    }
 }

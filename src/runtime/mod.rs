@@ -1,5 +1,12 @@
-//! The process around the controllers: the `kamaji manager` command, logging.
+//! The process around the controllers: the `kamaji manager` command, leader
+//! election, the HTTP endpoints (probes, metrics), logging.
 
+pub mod health;
+pub mod http;
+pub mod leader;
 pub mod manager;
 pub mod metrics;
+pub mod process;
+pub mod rbac;
 pub mod telemetry;
+pub mod tenant_status;

@@ -15,7 +15,10 @@ source "$here/versions.env"
 cache_root=${KAMAJI_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kamaji-rs/cluster}
 bin="$cache_root/bin"
 # What decides the binaries built inside this module; a change rebuilds them.
-module_pin=$(cat "$here/go.mod" "$here/go.sum" "$here/versions.env" "$here/cmd/etcd/main.go" | sha256sum | cut -c1-16)
+# The tools section at the end of versions.env is left out: each tool there is
+# keyed by its own pin, so bumping one does not rebuild the Kubernetes binaries.
+module_pin=$(cat "$here/go.mod" "$here/go.sum" <(sed '/^# --- tools installed by version/,$d' "$here/versions.env") \
+  "$here/cmd/etcd/main.go" | sha256sum | cut -c1-16)
 
 mkdir -p "$bin"
 log() { echo "cluster-build: $*" >&2; }
@@ -38,7 +41,7 @@ targets=(
   "kube-scheduler|k8s.io/kubernetes/cmd/kube-scheduler|k8s"
   "kubectl|k8s.io/kubernetes/cmd/kubectl|k8s"
 )
-total=$((${#targets[@]} + 2))
+total=$((${#targets[@]} + 3))
 step=0
 start=$SECONDS
 
@@ -84,5 +87,7 @@ for t in "${targets[@]}"; do
 done
 install_pinned kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
 install_pinned helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION"
+# promtool checks the chart's PrometheusRule (`promtool check rules`).
+install_pinned promtool github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION"
 log "all binaries in $bin ($((SECONDS - start))s)"
 echo "$bin"

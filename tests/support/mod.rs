@@ -225,6 +225,13 @@ impl Operator {
                 namespace,
                 "--log-level",
                 "info,kamaji=debug",
+                // Tests run operators side by side: no shared Lease, ephemeral ports
+                // (the log says which). `extra` may override any of these.
+                "--leader-elect=false",
+                "--metrics-bind-address",
+                "127.0.0.1:0",
+                "--health-probe-bind-address",
+                "127.0.0.1:0",
             ])
             .arg("--kubeconfig")
             .arg(&cluster().kubeconfig)
@@ -376,3 +383,4 @@ pub fn assert_chain(dir: &Path, ca: &[u8], leaf: &[u8], what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+pub mod tenant;
