@@ -289,15 +289,7 @@ async fn check(secret: &Secret, state: &LifecycleContext) -> Result<Action, Erro
                 secret,
                 EventType::Warning,
                 "InvalidCertificate",
-                format!(
-                    "{problem}; the Secret is left untouched and checked again with backoff \
-                     (fix or replace its data{})",
-                    if owner(secret).is_some() {
-                        ", or annotate it certs.kamaji.clastix.io/rotate=\"\" to have it re-issued"
-                    } else {
-                        ""
-                    }
-                ),
+                format!("{problem}; the Secret is left untouched and checked again with backoff"),
             )
             .await;
             if let Some(tcp) = owner(secret) {
@@ -410,7 +402,12 @@ async fn request_rotations(
     let deadline = ctx.settings.certificate_expiration_deadline;
     let _batch = state.requesting.lock().await;
     let name = secret.name_any();
-    // This Secret as the reconcile saw it, then its siblings as the watch last saw them.
+    // This Secret, then its siblings, as the watch last saw them: a batch that ran while
+    // this reconcile waited for the lock has annotated them already (then they are pending).
+    let secret = state
+        .secrets
+        .get(&ObjectRef::from_obj(secret))
+        .unwrap_or_else(|| Arc::new(secret.clone()));
     let mut due: Vec<(Arc<Secret>, String)> = Vec::new();
     let siblings = state.secrets.state().into_iter().filter(|s| {
         s.namespace().as_deref() == Some(namespace)
@@ -418,7 +415,7 @@ async fn request_rotations(
             && s.name_any() != name
             && !s.annotations().contains_key(labels::PAUSED)
     });
-    for candidate in std::iter::once(Arc::new(secret.clone())).chain(siblings) {
+    for candidate in std::iter::once(secret).chain(siblings) {
         let Some(lifecycle) = lifecycle_of(&candidate) else {
             continue;
         };

@@ -6,6 +6,7 @@ mod support;
 
 mod crds;
 mod drift;
+mod lifecycle;
 mod rotation;
 mod walkthrough;
 mod workloads;
