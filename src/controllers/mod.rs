@@ -4,6 +4,7 @@
 pub mod certificate_lifecycle;
 pub mod context;
 pub mod error;
+pub mod tenant_cluster;
 pub mod tenant_control_plane;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ pub async fn run_all(ctx: Arc<Context>) {
     // Each controller is one future; they share the context and stop together.
     futures::future::join_all([
         tokio::spawn(tenant_control_plane::run(ctx.clone())),
+        tokio::spawn(tenant_cluster::run(ctx.clone())),
         tokio::spawn(certificate_lifecycle::run(ctx.clone())),
     ])
     .await;

@@ -111,7 +111,10 @@ pub fn record_secrets(
 }
 
 /// Condition types other controllers own (`status.conditions` is a list keyed by type).
-const FOREIGN_CONDITIONS: &[&str] = &[crate::controllers::certificate_lifecycle::CONDITION];
+const FOREIGN_CONDITIONS: &[&str] = &[
+    crate::controllers::certificate_lifecycle::CONDITION,
+    crate::controllers::tenant_cluster::CONDITION,
+];
 
 /// Writes the status if it differs from what is stored.
 pub async fn write(

@@ -1,0 +1,535 @@
+//! The tenant side of the PKI: once a tenant's control plane is Ready and its
+//! API server answers at `status.controlPlaneEndpoint`, connect with the
+//! tenant's super-admin credentials (`super-admin.conf` of `<tcp>-admin-kubeconfig`)
+//! and ensure, with server-side apply, what kubeadm's init creates for the
+//! certificates to be usable ([`crate::tenant::bootstrap`]): the
+//! `kubeadm:cluster-admins` binding, the kubelet CSR bindings and an anonymous
+//! `kube-public/cluster-info` carrying the current tenant CA.
+//!
+//! A controller of its own over TenantControlPlanes, so a slow or unreachable
+//! tenant never holds up the management-side reconcile or another tenant: every
+//! call to a tenant is bounded by timeouts, failures are retried with exponential
+//! backoff and reported in the `TenantClusterReady` condition (written with a field
+//! manager of its own, `kamaji-rs-tenant`, touching only that condition). Objects
+//! deleted inside the tenant come back at the next periodic pass ([`RESYNC`]).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use k8s_openapi::{
+    api::core::v1::{ConfigMap, Secret},
+    apimachinery::pkg::apis::meta::v1::Condition,
+};
+use kube::{
+    Api, Client, Config, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::{
+        Controller,
+        controller::{Action, Config as ControllerConfig},
+        events::{Event, EventType},
+        watcher,
+    },
+};
+use serde::{Serialize, de::DeserializeOwned};
+use tracing::{debug, info, warn};
+
+use crate::{
+    api::{TenantControlPlane, labels, tenant_control_plane::KubernetesVersionStatus},
+    controllers::{Context, Error},
+    pki::Authority,
+    tenant::{
+        bootstrap::{self, CLUSTER_INFO, PUBLIC_NAMESPACE, TenantObjects},
+        meta::{TenantRef, suffix},
+        status::set_condition,
+    },
+};
+
+/// The condition this controller owns on the TenantControlPlane.
+pub const CONDITION: &str = "TenantClusterReady";
+/// Field manager of that condition (the TCP reconciler owns the rest of the status).
+pub const STATUS_FIELD_MANAGER: &str = "kamaji-rs-tenant";
+/// Secret key of the credentials used inside the tenant (`system:masters`).
+pub const SUPER_ADMIN_KEY: &str = "super-admin.conf";
+/// Period of the pass that re-ensures objects deleted or changed inside a tenant.
+pub const RESYNC: Duration = Duration::from_secs(60);
+/// First retry of a failing tenant; doubled on each failure up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest wait between two attempts on a failing tenant.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Tenants handled at once: tenant calls are I/O bound and time-bounded.
+const CONCURRENCY: u16 = 16;
+/// Bounds of every call into a tenant.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bound of one whole pass over a tenant.
+const PASS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a tenant could not be set up (reported in [`CONDITION`], never with key material).
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    /// A Secret or key the pass needs is missing.
+    #[error("{secret} has no {key} yet")]
+    MaterialMissing {
+        /// Secret name.
+        secret: String,
+        /// Data key.
+        key: &'static str,
+    },
+    /// Stored material cannot be used (the reason never quotes it).
+    #[error("{secret}/{key} is unusable: {reason}")]
+    MaterialUnusable {
+        /// Secret name.
+        secret: String,
+        /// Data key.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The tenant API server does not answer (or its certificate is not trusted).
+    #[error("the tenant API server at {endpoint} does not answer: {reason}")]
+    Unreachable {
+        /// `https://host:port`.
+        endpoint: String,
+        /// The connection error.
+        reason: String,
+    },
+    /// Applying an object inside the tenant failed.
+    #[error("applying {object} in the tenant: {source}")]
+    Apply {
+        /// `kind namespace/name`.
+        object: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A call to the management cluster failed.
+    #[error(transparent)]
+    Management(#[from] Error),
+    /// The pass took longer than [`PASS_TIMEOUT`].
+    #[error("the tenant did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl TenantError {
+    /// The condition reason (CamelCase, for dashboards and `kubectl get -o wide`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TenantError::MaterialMissing { .. } => "CredentialsMissing",
+            TenantError::MaterialUnusable { .. } => "CredentialsUnusable",
+            TenantError::Unreachable { .. } | TenantError::Timeout(_) => "Unreachable",
+            TenantError::Apply { .. } => "ApplyFailed",
+            TenantError::Management(_) => "ManagementApiError",
+        }
+    }
+}
+
+/// The controller's state: the shared context plus the failure count of each
+/// tenant, which sets its backoff (losing it on restart only restarts the backoff).
+struct State {
+    ctx: Arc<Context>,
+    failures: Mutex<HashMap<(String, String), u32>>,
+}
+
+impl State {
+    fn key(tenant: &TenantRef) -> (String, String) {
+        (tenant.namespace.clone(), tenant.name.clone())
+    }
+
+    /// Records a failure and returns the wait before the next attempt.
+    fn backoff(&self, tenant: &TenantRef) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let count = failures.entry(Self::key(tenant)).or_insert(0);
+        let delay = backoff_delay(*count);
+        *count = count.saturating_add(1);
+        delay
+    }
+
+    fn succeeded(&self, tenant: &TenantRef) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(&Self::key(tenant));
+    }
+}
+
+/// `MIN_BACKOFF * 2^failures`, capped at [`MAX_BACKOFF`].
+pub fn backoff_delay(failures: u32) -> Duration {
+    MIN_BACKOFF
+        .saturating_mul(2u32.saturating_pow(failures.min(16)))
+        .min(MAX_BACKOFF)
+}
+
+/// Runs the controller until shutdown.
+pub async fn run(ctx: Arc<Context>) {
+    let tcps: Api<TenantControlPlane> = match &ctx.settings.watch_namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let state = Arc::new(State {
+        ctx,
+        failures: Mutex::default(),
+    });
+    Controller::new(tcps, watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, state)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                debug!(%error, "tenant cluster reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn error_policy(tcp: Arc<TenantControlPlane>, error: &Error, _state: Arc<State>) -> Action {
+    warn!(tenant = %tcp.name_any(), namespace = tcp.namespace().unwrap_or_default(), reason = error.reason(), %error, "tenant cluster reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}
+
+/// Whether the control plane has finished rolling out (the TCP reconciler's verdict).
+fn control_plane_ready(tcp: &TenantControlPlane) -> Option<String> {
+    let status = tcp.status.as_ref()?;
+    let version = status.kubernetes_resources.as_ref()?.version.as_ref()?.status?;
+    if version != KubernetesVersionStatus::Ready {
+        return None;
+    }
+    status.control_plane_endpoint.clone().filter(|e| !e.is_empty())
+}
+
+async fn reconcile(tcp: Arc<TenantControlPlane>, state: Arc<State>) -> Result<Action, Error> {
+    if tcp.annotations().contains_key(labels::PAUSED) {
+        debug!(tenant = %tcp.name_any(), "paused: {} is set", labels::PAUSED);
+        return Ok(Action::await_change());
+    }
+    let tenant = TenantRef::of(&tcp)?;
+    let ctx = &state.ctx;
+    let Some(endpoint) = control_plane_ready(&tcp) else {
+        let phase = tcp
+            .status
+            .as_ref()
+            .and_then(|s| s.kubernetes_resources.as_ref())
+            .and_then(|r| r.version.as_ref())
+            .and_then(|v| v.status)
+            .map_or("not reported", |s| s.as_str());
+        write_condition(
+            ctx,
+            &tcp,
+            &tenant,
+            false,
+            "WaitingForControlPlane",
+            format!("the control plane is {phase}; the tenant cluster is set up once it is Ready"),
+        )
+        .await?;
+        // The TCP's status changes when it becomes Ready, which wakes us.
+        return Ok(Action::await_change());
+    };
+    let server = format!("https://{endpoint}");
+    let outcome = match tokio::time::timeout(PASS_TIMEOUT, ensure(ctx, &tcp, &tenant, &server)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(TenantError::Timeout(PASS_TIMEOUT)),
+    };
+    match outcome {
+        Ok(ensured) => {
+            state.succeeded(&tenant);
+            write_condition(
+                ctx,
+                &tcp,
+                &tenant,
+                true,
+                "Applied",
+                format!(
+                    "{ensured} objects ensured at {server}: kubeadm:cluster-admins, kubelet CSR bindings, \
+                     kube-public/cluster-info"
+                ),
+            )
+            .await?;
+            Ok(Action::requeue(RESYNC))
+        }
+        Err(error) => {
+            let delay = state.backoff(&tenant);
+            info!(tenant = %tenant.name, namespace = %tenant.namespace, reason = error.reason(), %error, retry_in = ?delay, "tenant cluster not set up");
+            let was = current_condition(&tcp).map(|c| c.reason.clone());
+            if error.reason() == "Unreachable" && was.as_deref() != Some("Unreachable") {
+                publish(
+                    ctx,
+                    &tcp,
+                    EventType::Warning,
+                    "TenantUnreachable",
+                    format!("{error}; retrying with backoff"),
+                )
+                .await;
+            }
+            write_condition(ctx, &tcp, &tenant, false, error.reason(), error.to_string()).await?;
+            Ok(Action::requeue(delay))
+        }
+    }
+}
+
+/// One pass: credentials and CA from the management cluster, then every object in the tenant.
+async fn ensure(
+    ctx: &Context,
+    tcp: &TenantControlPlane,
+    tenant: &TenantRef,
+    server: &str,
+) -> Result<usize, TenantError> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &tenant.namespace);
+    let admin_secret = tenant.object_name("admin-kubeconfig");
+    let super_admin = secret_key(&secrets, &admin_secret, SUPER_ADMIN_KEY).await?;
+    let ca_secret = tenant.object_name(suffix::CA);
+    let ca_pem = secret_key(&secrets, &ca_secret, "ca.crt").await?;
+    // Never hand out something that is not a CA certificate.
+    let ca = Authority::from_pem(&ca_pem, None).map_err(|e| TenantError::MaterialUnusable {
+        secret: ca_secret.clone(),
+        key: "ca.crt",
+        reason: e.to_string(),
+    })?;
+
+    let client = tenant_client(&super_admin, server, &admin_secret).await?;
+    client
+        .apiserver_version()
+        .await
+        .map_err(|e| TenantError::Unreachable {
+            endpoint: server.to_string(),
+            reason: e.to_string(),
+        })?;
+
+    let objects = bootstrap::desired(ca.certificate_pem().as_bytes(), server).map_err(|e| {
+        TenantError::MaterialUnusable {
+            secret: ca_secret.clone(),
+            key: "ca.crt",
+            reason: e.to_string(),
+        }
+    })?;
+    // Before writing it: does cluster-info still hand out another CA (a CA rotation)?
+    let public: Api<ConfigMap> = Api::namespaced(client.clone(), PUBLIC_NAMESPACE);
+    let stored_info = public
+        .get_opt(CLUSTER_INFO)
+        .await
+        .map_err(|source| TenantError::Apply {
+            object: format!("configmap {PUBLIC_NAMESPACE}/{CLUSTER_INFO}"),
+            source,
+        })?;
+    let stored_ca = stored_info.as_ref().and_then(bootstrap::cluster_info_ca);
+    let ca_changed = stored_info.is_some() && stored_ca.as_deref() != Some(ca.certificate_pem().as_bytes());
+    if ca_changed {
+        // Published before the write: a crash in between repeats the warning rather than losing it.
+        publish(
+            ctx,
+            tcp,
+            EventType::Warning,
+            "NodesNeedNewCa",
+            new_ca_note(tenant, ca.serial()),
+        )
+        .await;
+    }
+    let ensured = apply_all(&client, &objects).await?;
+    if ca_changed {
+        info!(tenant = %tenant.name, namespace = %tenant.namespace, ca_serial = ca.serial(), "cluster-info now carries the new CA");
+    }
+    Ok(ensured)
+}
+
+/// What a human has to do for nodes that joined before a CA rotation.
+fn new_ca_note(tenant: &TenantRef, serial: &str) -> String {
+    format!(
+        "the tenant CA changed (serial {serial}) and kube-public/cluster-info now carries it, but nodes that \
+         joined before still trust the old CA and hold kubelet client certificates it signed. Hand them the new \
+         CA: kubectl -n {ns} get secret {secret} -o jsonpath='{{.data.ca\\.crt}}' | base64 -d > ca.crt; on each \
+         node install it as /etc/kubernetes/pki/ca.crt, put it (base64) in certificate-authority-data of \
+         /etc/kubernetes/kubelet.conf, then re-join the node with a bootstrap token (kubeadm token create \
+         --print-join-command) so its kubelet gets a certificate from the new CA",
+        ns = tenant.namespace,
+        secret = tenant.object_name(suffix::CA),
+    )
+}
+
+async fn secret_key(api: &Api<Secret>, name: &str, key: &'static str) -> Result<Vec<u8>, TenantError> {
+    let secret = api.get_opt(name).await.map_err(Error::kube(
+        "get",
+        format!("secret {}/{name}", api.namespace().unwrap_or_default()),
+    ))?;
+    secret
+        .and_then(|s| s.data)
+        .and_then(|mut d| d.remove(key))
+        .map(|v| v.0)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| TenantError::MaterialMissing {
+            secret: name.to_string(),
+            key,
+        })
+}
+
+/// A client of the tenant cluster from kubeconfig bytes, aimed at `server`, with
+/// every call time-bounded. Errors name the Secret, never its content.
+async fn tenant_client(kubeconfig: &[u8], server: &str, secret: &str) -> Result<Client, TenantError> {
+    let unusable = |reason: &str| TenantError::MaterialUnusable {
+        secret: secret.to_string(),
+        key: SUPER_ADMIN_KEY,
+        reason: reason.to_string(),
+    };
+    let text = std::str::from_utf8(kubeconfig).map_err(|_| unusable("not UTF-8"))?;
+    // Parser messages may quote the document: they are dropped.
+    let parsed = Kubeconfig::from_yaml(text).map_err(|_| unusable("not a kubeconfig"))?;
+    let mut config = Config::from_custom_kubeconfig(parsed, &KubeConfigOptions::default())
+        .await
+        .map_err(|_| unusable("no usable cluster, user and context"))?;
+    config.cluster_url = server
+        .parse()
+        .map_err(|_| unusable("the control-plane endpoint is not a URL"))?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.read_timeout = Some(REQUEST_TIMEOUT);
+    config.write_timeout = Some(REQUEST_TIMEOUT);
+    Client::try_from(config).map_err(|e| TenantError::Unreachable {
+        endpoint: server.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Server-side applies every object with our field manager; returns how many.
+async fn apply_all(client: &Client, objects: &TenantObjects) -> Result<usize, TenantError> {
+    for role in &objects.cluster_roles {
+        apply(Api::all(client.clone()), role, "clusterrole").await?;
+    }
+    for binding in &objects.cluster_role_bindings {
+        apply(Api::all(client.clone()), binding, "clusterrolebinding").await?;
+    }
+    let ns = PUBLIC_NAMESPACE;
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &objects.cluster_info_role,
+        "role",
+    )
+    .await?;
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &objects.cluster_info_role_binding,
+        "rolebinding",
+    )
+    .await?;
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &objects.cluster_info,
+        "configmap",
+    )
+    .await?;
+    Ok(objects.len())
+}
+
+async fn apply<K>(api: Api<K>, object: &K, kind: &str) -> Result<(), TenantError>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(labels::FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(|source| TenantError::Apply {
+        object: match api.namespace() {
+            Some(ns) => format!("{kind} {ns}/{name}"),
+            None => format!("{kind} {name}"),
+        },
+        source,
+    })?;
+    Ok(())
+}
+
+/// Our condition as stored on the TCP.
+fn current_condition(tcp: &TenantControlPlane) -> Option<&Condition> {
+    tcp.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CONDITION)
+}
+
+/// Applies [`CONDITION`] alone, with our own field manager, when it changed.
+async fn write_condition(
+    ctx: &Context,
+    tcp: &TenantControlPlane,
+    tenant: &TenantRef,
+    ok: bool,
+    reason: &str,
+    message: String,
+) -> Result<(), Error> {
+    let mut conditions: Vec<Condition> = current_condition(tcp).cloned().into_iter().collect();
+    set_condition(
+        &mut conditions,
+        CONDITION,
+        ok,
+        reason,
+        message,
+        tcp.metadata.generation,
+    );
+    let wanted = conditions.remove(0);
+    if current_condition(tcp) == Some(&wanted) {
+        return Ok(());
+    }
+    let api: Api<TenantControlPlane> = Api::namespaced(ctx.client.clone(), &tenant.namespace);
+    let patch = serde_json::json!({
+        "apiVersion": "kamaji.clastix.io/v1alpha1",
+        "kind": "TenantControlPlane",
+        "status": { "conditions": [wanted] },
+    });
+    api.patch_status(
+        &tenant.name,
+        &PatchParams::apply(STATUS_FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube(
+        "apply status condition",
+        format!("tenantcontrolplane {}/{}", tenant.namespace, tenant.name),
+    ))?;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, tcp: &TenantControlPlane, type_: EventType, reason: &str, note: String) {
+    let mut note = note;
+    if note.len() > 1000 {
+        let mut cut = 1000;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+    }
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "SetUpTenantCluster".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &tcp.object_ref(&())).await {
+        warn!(%error, reason, "publishing an event failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_two_seconds_up_to_a_minute() {
+        let delays: Vec<u64> = (0..8).map(|n| backoff_delay(n).as_secs()).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(backoff_delay(u32::MAX), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn the_new_ca_note_names_the_secret_and_fits_an_event() {
+        let tenant = crate::tenant::meta::tests::tenant("k8s-133", "tenants");
+        let note = new_ca_note(&tenant, "1f2e");
+        assert!(
+            note.contains("kubectl -n tenants get secret k8s-133-ca"),
+            "{note}"
+        );
+        assert!(note.contains("kubeadm token create --print-join-command"));
+        assert!(note.len() <= 1000, "{} bytes", note.len());
+    }
+}
