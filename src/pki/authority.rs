@@ -403,7 +403,10 @@ impl Authority {
 
 /// A serial as lower-case hex without the sign byte DER adds (what openssl prints).
 pub(crate) fn serial_hex(raw: &[u8]) -> String {
-    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len().saturating_sub(1));
+    let start = raw
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
     hex::encode(&raw[start..])
 }
 

@@ -309,12 +309,30 @@ pub fn issue(
     signers: &Signers<'_>,
     params: &IssueParams,
 ) -> Result<SecretData, IssueError> {
+    issue_with_key(
+        spec,
+        tenant,
+        signers,
+        params,
+        PrivateKey::generate(params.algorithm)?,
+    )
+}
+
+/// As [`issue`], with a key generated beforehand (e.g. taken from a pool filled off the
+/// reconcile path: RSA generation is the slow part of issuing).
+pub fn issue_with_key(
+    spec: &CertificateSpec,
+    tenant: &TenantInputs,
+    signers: &Signers<'_>,
+    params: &IssueParams,
+    key: PrivateKey,
+) -> Result<SecretData, IssueError> {
     let ca = signers
         .get(spec.signer)
         .ok_or(IssueError::MissingDatastoreCa { row: spec.name })?;
     let request = leaf_request(spec, tenant)?;
     let issued = ca
-        .sign(&request, params)
+        .sign_key(&request, key, params)
         .map_err(|source| IssueError::Authority {
             row: spec.name,
             source,
