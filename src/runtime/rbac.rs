@@ -68,6 +68,7 @@ pub const API_ACCESS: &[ApiAccess] = &[
                 "src/controllers/tenant_control_plane/mod.rs",
                 "Controller::new(tcps",
             ),
+            ("src/controllers/tenant_cluster.rs", "Controller::new(tcps"),
             ("src/controllers/certificate_lifecycle.rs", ".get_opt("),
             ("src/runtime/tenant_status.rs", "watcher(api"),
         ],
@@ -83,6 +84,7 @@ pub const API_ACCESS: &[ApiAccess] = &[
         why: "status, conditions and certificate checksums (server-side apply on /status)",
         used_by: &[
             ("src/controllers/tenant_control_plane/status.rs", "patch_status("),
+            ("src/controllers/tenant_cluster.rs", "patch_status("),
             ("src/controllers/certificate_lifecycle.rs", "patch_status("),
         ],
     },
@@ -126,6 +128,7 @@ pub const API_ACCESS: &[ApiAccess] = &[
                 "Controller::new(secrets",
             ),
             ("src/controllers/certificate_lifecycle.rs", "Patch::Merge"),
+            ("src/controllers/tenant_cluster.rs", "api.get_opt(name)"),
         ],
     },
     ApiAccess {
@@ -174,6 +177,7 @@ pub const API_ACCESS: &[ApiAccess] = &[
         used_by: &[
             ("src/controllers/tenant_control_plane/mod.rs", "recorder.publish("),
             ("src/controllers/certificate_lifecycle.rs", "recorder.publish("),
+            ("src/controllers/tenant_cluster.rs", "recorder.publish("),
         ],
     },
     ApiAccess {

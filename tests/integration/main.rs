@@ -6,7 +6,10 @@ mod support;
 
 mod crds;
 mod drift;
+mod helm;
+mod leader;
 mod lifecycle;
+mod rbac;
 mod rotation;
 mod walkthrough;
 mod workloads;
