@@ -320,3 +320,136 @@ fn pki_dir_mode_reports_unreadable_files() {
     );
     assert!(pki_dir_report(&root.path().join("nope"), f.now).is_err());
 }
+
+#[path = "support/mod.rs"]
+mod support;
+
+/// Cluster mode on the local cluster: the tenant's labelled Secrets (and only those)
+/// are read, through the library and through the `kamaji` binary.
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_mode_reads_the_tenants_secrets() {
+    use k8s_openapi::{ByteString, api::core::v1::Secret};
+    use kamaji::{
+        api::labels,
+        cli::check_expiration::{CheckExpirationArgs, report},
+    };
+    use kube::api::{Api, PostParams};
+
+    let cluster = support::cluster();
+    let client = support::client().await;
+    let ns = support::TestNamespace::create(&client, "pki-check").await;
+    let f = fixture();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let create = async |tenant: &str, suffix: &str, data: &kamaji::pki::SecretData| {
+        let mut secret = Secret::default();
+        secret.metadata.name = Some(format!("{tenant}-{suffix}"));
+        let mut labels = BTreeMap::from([(labels::NAME.to_owned(), tenant.to_owned())]);
+        if let Some(row) = catalog::rows_in_secret(suffix).next() {
+            labels.insert(
+                labels::CERTIFICATE_LIFECYCLE.to_owned(),
+                row.lifecycle.label_value().to_owned(),
+            );
+        }
+        secret.metadata.labels = Some(labels);
+        secret.data = Some(
+            data.iter()
+                .map(|(k, v)| (k.clone(), ByteString(v.clone())))
+                .collect(),
+        );
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+    };
+    for (suffix, data) in &f.pki.secrets {
+        create("k8s-133", suffix, data).await;
+    }
+    // Another tenant in the same namespace, with an unreadable certificate: not ours to report.
+    let mut junk = f.pki.secrets["api-server-certificate"].clone();
+    junk.insert("apiserver.crt".into(), b"junk".to_vec());
+    create("other", "api-server-certificate", &junk).await;
+
+    let args = CheckExpirationArgs {
+        tcp: Some("k8s-133".into()),
+        namespace: Some(ns.name.clone()),
+        output: OutputFormat::Table,
+        pki_dir: None,
+        kubeconfig: Some(cluster.kubeconfig.clone()),
+    };
+    let (report, problems) = report(&args, f.now).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(report.certificates.len(), 10);
+    assert!(
+        report
+            .certificates
+            .iter()
+            .all(|c| !c.missing && !c.externally_managed)
+    );
+    assert_eq!(report.certificate_authorities.len(), 3);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kamaji"))
+        .args([
+            "certs",
+            "check-expiration",
+            "k8s-133",
+            "-n",
+            &ns.name,
+            "--kubeconfig",
+        ])
+        .arg(&cluster.kubeconfig)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("CERTIFICATE                EXPIRES"),
+        "{stdout}"
+    );
+    let apiserver = stdout
+        .lines()
+        .find(|l| l.starts_with("apiserver "))
+        .expect("an apiserver row");
+    assert!(
+        apiserver.contains("364d") && apiserver.contains(" ca "),
+        "{apiserver}"
+    );
+
+    let json = std::process::Command::new(env!("CARGO_BIN_EXE_kamaji"))
+        .args([
+            "certs",
+            "check-expiration",
+            "k8s-133",
+            "-n",
+            &ns.name,
+            "-o",
+            "json",
+            "--kubeconfig",
+        ])
+        .arg(&cluster.kubeconfig)
+        .output()
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["certificateAuthorities"][0]["name"], "ca");
+
+    // The other tenant's broken Secret is reported, and the command fails after printing.
+    let other = std::process::Command::new(env!("CARGO_BIN_EXE_kamaji"))
+        .args([
+            "certs",
+            "check-expiration",
+            "other",
+            "-n",
+            &ns.name,
+            "--kubeconfig",
+        ])
+        .arg(&cluster.kubeconfig)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(!other.status.success());
+    assert!(
+        stderr.contains("other-api-server-certificate: apiserver.crt: no PEM block found"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&other.stdout).contains("!MISSING! admin.conf"));
+}

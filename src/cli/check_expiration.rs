@@ -61,11 +61,7 @@ pub struct CheckExpirationArgs {
 /// Runs the command: prints the report, and fails if some Secret or file was unreadable
 /// (after printing what could be read).
 pub async fn run(args: CheckExpirationArgs) -> anyhow::Result<()> {
-    let now = OffsetDateTime::now_utc();
-    let (report, problems) = match &args.pki_dir {
-        Some(dir) => pki_dir_report(dir, now)?,
-        None => cluster_report(&args, now).await?,
-    };
+    let (report, problems) = report(&args, OffsetDateTime::now_utc()).await?;
     print!("{}", render(&report, args.output)?);
     if !problems.is_empty() {
         for problem in &problems {
@@ -74,6 +70,17 @@ pub async fn run(args: CheckExpirationArgs) -> anyhow::Result<()> {
         bail!("{} certificate source(s) could not be read", problems.len());
     }
     Ok(())
+}
+
+/// The report and the sources that could not be read, from the cluster or `--pki-dir`.
+pub async fn report(
+    args: &CheckExpirationArgs,
+    now: OffsetDateTime,
+) -> anyhow::Result<(ExpirationReport, Vec<String>)> {
+    match &args.pki_dir {
+        Some(dir) => pki_dir_report(dir, now),
+        None => cluster_report(args, now).await,
+    }
 }
 
 /// The report in the requested format.
