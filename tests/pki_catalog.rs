@@ -418,6 +418,15 @@ fn secrets_hold_exactly_design_data_keys() {
     assert!(sa["sa.pub"].starts_with(b"-----BEGIN PUBLIC KEY-----"));
     assert!(sa["sa.key"].starts_with(b"-----BEGIN PRIVATE KEY-----"));
     issue::check_service_account(&catalog::SERVICE_ACCOUNT, sa).unwrap();
+    let mut swapped = sa.clone();
+    swapped.insert(
+        "sa.key".into(),
+        issued.pki.secrets["api-server-certificate"]["apiserver.key"].clone(),
+    );
+    assert_eq!(
+        issue::check_service_account(&catalog::SERVICE_ACCOUNT, &swapped),
+        Err(Stale::KeyMismatch { key: "sa.key".into() })
+    );
 
     // The CAs: kubeadm's CNs, ten years, loadable back from their Secrets.
     for (spec, ca) in [
