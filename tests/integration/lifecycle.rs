@@ -797,6 +797,21 @@ async fn metrics_expiry_gauges_equal_the_certificates_enddate() {
         println!("{controller}: {total} reconciles, {timed} timed");
         assert!(total >= 1.0 && timed >= 1.0, "{controller}\n{text}");
     }
+
+    // Steady state: timers, no polling. Nothing is checked again while nothing changes.
+    let lifecycle_checks = |text: &str| {
+        sample(
+            text,
+            "kamaji_reconcile_total",
+            &[("controller", "certificatelifecycle")],
+        )
+        .unwrap_or_default()
+    };
+    let before = lifecycle_checks(&text);
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let after = lifecycle_checks(&scrape(port).expect("/metrics"));
+    println!("lifecycle checks: {before} then {after} 15 s later");
+    assert_eq!(before, after, "the lifecycle controller polls");
 }
 
 #[tokio::test]
