@@ -28,8 +28,9 @@ demo: cluster-build ## Quick start: a tenant control plane on the local cluster
 	scripts/demo.sh
 
 .PHONY: crds
-crds: ## Regenerate crds/ from the Rust types
+crds: ## Regenerate crds/ (and the chart's copy) from the Rust types
 	cargo run --quiet --bin kamaji -- crd > crds/kamaji.clastix.io.yaml
+	cp crds/kamaji.clastix.io.yaml deploy/helm/kamaji-rs/crds/kamaji.clastix.io.yaml
 
 .PHONY: lint
 lint: ## rustfmt and clippy, warnings are errors

@@ -36,8 +36,10 @@ fi
 show kubectl apply -f samples/datastore.yaml
 
 step "starting the operator (log: $state/logs/kamaji.log)"
-# One process outside the cluster: no leader election; endpoints on free local ports.
-"$kamaji" manager --kubeconfig "$KUBECONFIG" --leader-elect=false \
+# One process outside the cluster: no leader election; endpoints on free local
+# ports; only the default namespace, so tests running on the same cluster keep
+# their tenants to themselves.
+"$kamaji" manager --kubeconfig "$KUBECONFIG" --leader-elect=false --watch-namespace default \
   --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 >"$state/logs/kamaji.log" 2>&1 &
 operator=$!
 trap 'kill $operator 2>/dev/null || true' EXIT
@@ -69,6 +71,14 @@ kubectl get secrets -l kamaji.clastix.io/certificate_lifecycle_controller=x509 -
 kubectl rollout status deployment/k8s-133 --timeout=120s
 show kubectl get replicasets -l kamaji.clastix.io/name=k8s-133
 show kubectl get tcp
+
+step "the operator's readiness and metrics"
+endpoint() { grep -o "serving $1 on http://[0-9.:]*" "$state/logs/kamaji.log" | head -1 | sed 's|.*http://||'; }
+probes=$(endpoint '/healthz and /readyz')
+metrics=$(endpoint '/metrics')
+show curl -s "http://$probes/readyz"
+echo "\$ curl -s http://$metrics/metrics | grep -E '^kamaji_(certificate_expiration_timestamp_seconds|certificates_current|leader)'"
+curl -s "http://$metrics/metrics" | grep -E '^kamaji_(certificate_expiration_timestamp_seconds|certificates_current|leader)' || true
 
 step "done"
 echo "The cluster keeps running: export KUBECONFIG=$KUBECONFIG PATH=$(cat "$state/bin"):\$PATH"
