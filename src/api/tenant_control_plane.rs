@@ -14,6 +14,8 @@ use serde_json::Value;
 use super::schema::{preserved_list, preserved_object};
 
 /// Desired state of a tenant control plane.
+// Each printcolumn repeats `type_ = "string"`: columns, not duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "kamaji.clastix.io",

@@ -107,10 +107,9 @@ mod tests {
     fn endpoint_prefers_spec_address_then_load_balancer_then_cluster_ip() {
         let mut service = desired(&tenant("t", "ns"), &spec());
         assert_eq!(endpoint_host(&spec(), Some(&service)), None);
-        service
-            .spec
-            .as_mut()
-            .map(|s| s.cluster_ip = Some("10.0.0.7".into()));
+        if let Some(spec) = service.spec.as_mut() {
+            spec.cluster_ip = Some("10.0.0.7".into());
+        }
         assert_eq!(
             endpoint_host(&spec(), Some(&service)).as_deref(),
             Some("10.0.0.7")
