@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the operator (controllers) against the management cluster.
+    /// Run the operator: controllers behind leader election, /healthz, /readyz, /metrics.
     Manager(Box<ManagerArgs>),
     /// Print the CustomResourceDefinitions (TenantControlPlane, DataStore) as YAML.
     Crd,
