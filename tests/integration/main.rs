@@ -11,5 +11,7 @@ mod leader;
 mod lifecycle;
 mod rbac;
 mod rotation;
+mod tenant_apiserver;
+mod tenant_cluster;
 mod walkthrough;
 mod workloads;

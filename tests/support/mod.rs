@@ -383,3 +383,4 @@ pub fn assert_chain(dir: &Path, ca: &[u8], leaf: &[u8], what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+pub mod tenant;

@@ -1,0 +1,458 @@
+//! The tenant side of the PKI, on a real tenant API server started from the
+//! operator's Secrets: the operator connects with super-admin.conf and ensures
+//! kubeadm's bindings and `kube-public/cluster-info`, restores what is deleted,
+//! reports unreachable tenants without blocking the others, and follows a CA
+//! rotation.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use kamaji::{
+    api::tenant_control_plane::KubernetesVersionStatus, controllers::tenant_cluster::CONDITION,
+    pki::kubeconfig::Kubeconfig,
+};
+
+use crate::support::{
+    TestNamespace, assert_chain, client, eventually, kubectl_ok,
+    tenant::{Tenant, TenantEnv},
+};
+
+/// Where joining nodes read `cluster-info`.
+const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+
+/// Waits for our condition to have this status and reason; returns its message.
+async fn wait_condition(
+    env: &TenantEnv,
+    client: &kube::Client,
+    tenant: &Tenant,
+    status: &str,
+    reason: &str,
+    timeout: Duration,
+) -> String {
+    let what = format!("{CONDITION}={status} ({reason}) on {}", tenant.name);
+    let found = tokio::time::timeout(timeout, async {
+        loop {
+            if let Some(c) = env.condition(client, tenant, CONDITION).await
+                && c.status == status
+                && c.reason == reason
+            {
+                return c.message;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    match found {
+        Ok(message) => message,
+        Err(_) => panic!(
+            "timed out after {timeout:?} waiting for {what}; now {:?}\noperator log:\n{}",
+            env.condition(client, tenant, CONDITION).await,
+            env.operator.log_text()
+        ),
+    }
+}
+
+/// The CA the `cluster-info` ConfigMap hands out, read anonymously (or why not).
+fn cluster_info_ca(env: &TenantEnv, anonymous: &std::path::Path) -> Result<Vec<u8>, String> {
+    // `get --raw`: anonymous may not read the discovery documents `get configmap` needs
+    // (as on a kubeadm cluster, where `kubeadm join` reads this path directly).
+    let out = env.kubectl_anonymous(anonymous, &["get", "--raw", CLUSTER_INFO_PATH]);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let raw = json["data"]["kubeconfig"].as_str().ok_or("no data.kubeconfig")?;
+    let kubeconfig = Kubeconfig::parse(raw.as_bytes()).map_err(|e| e.to_string())?;
+    kubeconfig
+        .current_ca_pem()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "no certificate-authority-data".to_string())
+}
+
+/// Submits, as the node, the CSR a kubelet renewing its client certificate sends:
+/// a new key, CN system:node:<node>, O system:nodes, signer kube-apiserver-client-kubelet.
+fn submit_node_csr(env: &TenantEnv, node_conf: &std::path::Path, name: &str, node: &str) {
+    let key = env.dir().join(format!("{name}.key"));
+    let request = env.dir().join(format!("{name}.csr"));
+    crate::support::openssl(&[
+        "req".as_ref(),
+        "-new".as_ref(),
+        "-newkey".as_ref(),
+        "ec".as_ref(),
+        "-pkeyopt".as_ref(),
+        "ec_paramgen_curve:prime256v1".as_ref(),
+        "-nodes".as_ref(),
+        "-keyout".as_ref(),
+        key.as_os_str(),
+        "-subj".as_ref(),
+        format!("/O=system:nodes/CN=system:node:{node}").as_ref(),
+        "-out".as_ref(),
+        request.as_os_str(),
+    ]);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&request).expect("CSR"));
+    let manifest = format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: {name}\n\
+         spec:\n  request: {encoded}\n  signerName: kubernetes.io/kube-apiserver-client-kubelet\n  usages:\n  \
+         - digital signature\n  - client auth\n"
+    );
+    let file = crate::support::tenant::write(env.dir(), &format!("{name}.yaml"), manifest.as_bytes());
+    env.kubectl_ok(node_conf, &["create", "-f", &file.display().to_string()]);
+}
+
+#[tokio::test]
+async fn tenant_admin_conf_is_cluster_admin_and_a_deleted_binding_is_restored() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "tenant-rbac").await;
+    let env = TenantEnv::start(&client, &ns.name).await;
+    let tenant = env.create_tenant("rbac");
+    // A second tenant whose API server never starts: reported, and in nobody's way.
+    let absent = env.create_tenant("absent");
+    env.wait_status(&client, &tenant, KubernetesVersionStatus::Ready)
+        .await;
+    env.wait_status(&client, &absent, KubernetesVersionStatus::Ready)
+        .await;
+
+    // Ready in the management cluster (kwok), but nothing answers yet: reported and retried.
+    let message = wait_condition(
+        &env,
+        &client,
+        &tenant,
+        "False",
+        "Unreachable",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(message.contains(&tenant.server()), "{message}");
+    let started = std::time::Instant::now();
+    let _plane = env.start_control_plane(&client, &tenant, false).await;
+    wait_condition(
+        &env,
+        &client,
+        &tenant,
+        "True",
+        "Applied",
+        Duration::from_secs(120),
+    )
+    .await;
+    println!(
+        "set up {:?} after the tenant API server started",
+        started.elapsed()
+    );
+    let absent_condition = env
+        .condition(&client, &absent, CONDITION)
+        .await
+        .expect("the unreachable tenant has the condition");
+    assert_eq!(
+        (absent_condition.status.as_str(), absent_condition.reason.as_str()),
+        ("False", "Unreachable")
+    );
+    assert!(
+        !env.events(&client, &absent, "TenantUnreachable").await.is_empty(),
+        "a Warning event names the unreachable tenant"
+    );
+    // The management side went on regardless.
+    assert!(
+        env.condition(&client, &tenant, "Ready")
+            .await
+            .is_some_and(|c| c.status == "True"),
+        "the TCP reconciler's conditions are kept beside ours"
+    );
+
+    // admin.conf: kubeadm's admin, cluster-admin through the binding the operator made.
+    let admin = env.kubeconfig(&client, &tenant, "admin.conf").await;
+    let (user, groups) = env.whoami(&admin);
+    assert_eq!(user, "kubernetes-admin");
+    assert!(
+        groups.contains(&"kubeadm:cluster-admins".to_string()),
+        "{groups:?}"
+    );
+    env.kubectl_ok(&admin, &["create", "namespace", "team-a"]);
+    env.kubectl_ok(
+        &admin,
+        &[
+            "create",
+            "configmap",
+            "made-by-admin",
+            "-n",
+            "team-a",
+            "--from-literal=k=v",
+        ],
+    );
+    let listed = env.kubectl_ok(&admin, &["get", "configmaps", "-n", "team-a", "-o", "name"]);
+    assert!(listed.lines().any(|l| l == "configmap/made-by-admin"), "{listed}");
+    let bindings = env.kubectl_ok(&admin, &["get", "clusterrolebindings", "-o", "name"]);
+    for name in [
+        "kubeadm:cluster-admins",
+        "kubeadm:kubelet-bootstrap",
+        "kubeadm:node-autoapprove-bootstrap",
+        "kubeadm:node-autoapprove-certificate-rotation",
+        "kubeadm:get-nodes",
+    ] {
+        assert!(
+            bindings
+                .lines()
+                .any(|l| l == format!("clusterrolebinding.rbac.authorization.k8s.io/{name}")),
+            "{name} missing: {bindings}"
+        );
+    }
+
+    // Deleted by hand: admin.conf loses its rights, until the operator restores the binding.
+    let super_admin = env.kubeconfig(&client, &tenant, "super-admin.conf").await;
+    env.kubectl_ok(
+        &super_admin,
+        &["delete", "clusterrolebinding", "kubeadm:cluster-admins"],
+    );
+    let denied = env.kubectl(&admin, &["get", "configmaps", "-n", "team-a"]);
+    assert!(
+        !denied.status.success() && String::from_utf8_lossy(&denied.stderr).contains("Forbidden"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    let deleted = std::time::Instant::now();
+    eventually(
+        "the operator to restore kubeadm:cluster-admins",
+        Duration::from_secs(120),
+        || async {
+            env.kubectl(&admin, &["get", "configmaps", "-n", "team-a"])
+                .status
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
+    println!("binding restored {:?} after its deletion", deleted.elapsed());
+
+    // Paused: hands off, until the annotation goes.
+    kubectl_ok(&[
+        "annotate",
+        "tcp",
+        &tenant.name,
+        "-n",
+        &ns.name,
+        "kamaji.clastix.io/paused=true",
+    ]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.kubectl_ok(
+        &super_admin,
+        &["delete", "clusterrolebinding", "kubeadm:cluster-admins"],
+    );
+    tokio::time::sleep(kamaji::controllers::tenant_cluster::RESYNC + Duration::from_secs(10)).await;
+    assert!(
+        !env.kubectl(&admin, &["get", "configmaps", "-n", "team-a"])
+            .status
+            .success(),
+        "a paused tenant is left alone"
+    );
+    kubectl_ok(&[
+        "annotate",
+        "tcp",
+        &tenant.name,
+        "-n",
+        &ns.name,
+        "kamaji.clastix.io/paused-",
+    ]);
+    eventually(
+        "the binding back after unpausing",
+        Duration::from_secs(60),
+        || async {
+            env.kubectl(&admin, &["get", "configmaps", "-n", "team-a"])
+                .status
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn kubelet_csrs_are_auto_approved_and_cluster_info_follows_the_ca() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "tenant-csr").await;
+    let env = TenantEnv::start(&client, &ns.name).await;
+    let tenant = env.create_tenant("nodes");
+    env.wait_status(&client, &tenant, KubernetesVersionStatus::Ready)
+        .await;
+    let plane = env.start_control_plane(&client, &tenant, true).await;
+    wait_condition(
+        &env,
+        &client,
+        &tenant,
+        "True",
+        "Applied",
+        Duration::from_secs(120),
+    )
+    .await;
+
+    // cluster-info, read with no credentials at all, hands out <tcp>-ca's ca.crt.
+    let ca = env.secret_value(&client, &tenant, "ca", "ca.crt").await;
+    let anonymous = env.anonymous_kubeconfig(&tenant, &ca);
+    assert_eq!(cluster_info_ca(&env, &anonymous).as_deref(), Ok(&ca[..]));
+    let out = env.kubectl_anonymous(
+        &anonymous,
+        &["get", "--raw", "/api/v1/namespaces/kube-public/configmaps"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(r#"User "system:anonymous" cannot list"#),
+        "the request is anonymous, and anonymous may read cluster-info only: {stderr}"
+    );
+    // Without kubectl: a bare HTTPS GET trusting the CA, as kubeadm join's discovery does.
+    let ca_file = crate::support::tenant::write(env.dir(), "tenant-ca.crt", &ca);
+    let url = format!("{}{CLUSTER_INFO_PATH}", tenant.server());
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "20", "--cacert"])
+        .arg(&ca_file)
+        .arg(&url)
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let served = Kubeconfig::parse(
+        json["data"]["kubeconfig"]
+            .as_str()
+            .expect("kubeconfig")
+            .as_bytes(),
+    )
+    .expect("a kubeconfig");
+    assert_eq!(served.current_ca_pem().expect("base64").as_deref(), Some(&ca[..]));
+    assert_eq!(served.clusters[0].cluster.server, tenant.server());
+
+    // A kubelet renewing its client certificate: a CSR as system:node:<name> in
+    // system:nodes, approved and signed inside the tenant with no one approving it.
+    let node = "worker-0";
+    let node_conf = env.node_kubeconfig(&client, &tenant, node).await;
+    let (user, groups) = env.whoami(&node_conf);
+    assert_eq!(user, format!("system:node:{node}"));
+    assert!(groups.contains(&"system:nodes".to_string()), "{groups:?}");
+    let super_admin = env.kubeconfig(&client, &tenant, "super-admin.conf").await;
+
+    // Without the operator's selfnodeclient binding, nothing approves it: pause the
+    // tenant, delete the binding, and the CSR stays pending.
+    kubectl_ok(&[
+        "annotate",
+        "tcp",
+        &tenant.name,
+        "-n",
+        &ns.name,
+        "kamaji.clastix.io/paused=true",
+    ]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rotation_binding = "kubeadm:node-autoapprove-certificate-rotation";
+    env.kubectl_ok(&super_admin, &["delete", "clusterrolebinding", rotation_binding]);
+    submit_node_csr(&env, &node_conf, "unbound-renewal", node);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let pending = env.kubectl_ok(
+        &super_admin,
+        &["get", "csr", "unbound-renewal", "-o", "jsonpath={.status}"],
+    );
+    assert!(
+        !pending.contains("Approved") && !pending.contains("certificate"),
+        "without the binding the CSR must stay pending: {pending}"
+    );
+    kubectl_ok(&[
+        "annotate",
+        "tcp",
+        &tenant.name,
+        "-n",
+        &ns.name,
+        "kamaji.clastix.io/paused-",
+    ]);
+    eventually(
+        "the binding restored on unpause",
+        Duration::from_secs(60),
+        || async {
+            env.kubectl(&super_admin, &["get", "clusterrolebinding", rotation_binding])
+                .status
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
+
+    submit_node_csr(&env, &node_conf, "node-renewal", node);
+    let submitted = std::time::Instant::now();
+    let (reason, certificate) = eventually(
+        "the CSR approved and signed",
+        Duration::from_secs(120),
+        || async {
+            let out = env.kubectl(&super_admin, &["get", "csr", "node-renewal", "-o", "json"]);
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let certificate = json["status"]["certificate"].as_str().filter(|c| !c.is_empty())?;
+            let approved = json["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Approved")?;
+            Some((
+                approved["reason"].as_str().unwrap_or_default().to_string(),
+                base64::engine::general_purpose::STANDARD
+                    .decode(certificate)
+                    .ok()?,
+            ))
+        },
+    )
+    .await;
+    println!(
+        "CSR approved and signed {:?} after submission",
+        submitted.elapsed()
+    );
+    assert_eq!(reason, "AutoApproved", "csrapproving approved it, not a person");
+    let spec_user = env.kubectl_ok(
+        &super_admin,
+        &["get", "csr", "node-renewal", "-o", "jsonpath={.spec.username}"],
+    );
+    assert_eq!(spec_user, format!("system:node:{node}"));
+    assert_chain(env.dir(), &ca, &certificate, "the kubelet's renewed certificate");
+    let cert_file = crate::support::tenant::write(env.dir(), "renewed.crt", &certificate);
+    let subject = crate::support::openssl(&[
+        "x509".as_ref(),
+        "-noout".as_ref(),
+        "-subject".as_ref(),
+        "-in".as_ref(),
+        cert_file.as_os_str(),
+    ]);
+    assert!(
+        subject.contains(&format!("CN = system:node:{node}")) && subject.contains("O = system:nodes"),
+        "{subject}"
+    );
+
+    // CA rotation: after the rollout (here: a restart on the new files), cluster-info
+    // hands out the new CA, and a Warning tells what existing nodes need.
+    let generation = env.deployment_generation(&client, &tenant).await;
+    kubectl_ok(&[
+        "annotate",
+        "secret",
+        "-n",
+        &ns.name,
+        &tenant.secret("ca"),
+        "certs.kamaji.clastix.io/rotate=",
+    ]);
+    env.wait_rolled_out_after(&client, &tenant, generation).await;
+    let new_ca = env.secret_value(&client, &tenant, "ca", "ca.crt").await;
+    assert_ne!(new_ca, ca);
+    drop(plane);
+    let restarted = std::time::Instant::now();
+    let _plane = env.start_control_plane(&client, &tenant, false).await;
+    let anonymous = env.anonymous_kubeconfig(&tenant, &new_ca);
+    eventually(
+        "cluster-info to carry the new CA",
+        Duration::from_secs(120),
+        || async { (cluster_info_ca(&env, &anonymous).as_deref() == Ok(&new_ca[..])).then_some(()) },
+    )
+    .await;
+    println!(
+        "cluster-info carried the new CA {:?} after the restart",
+        restarted.elapsed()
+    );
+    let notes = env.events(&client, &tenant, "NodesNeedNewCa").await;
+    let note = notes
+        .first()
+        .unwrap_or_else(|| panic!("no NodesNeedNewCa event; log:\n{}", env.operator.log_text()));
+    assert!(
+        note.contains(&format!(
+            "kubectl -n {} get secret {}",
+            ns.name,
+            tenant.secret("ca")
+        )),
+        "{note}"
+    );
+}

@@ -1,0 +1,707 @@
+//! A real tenant control plane for the integration tests. The operator's tenant
+//! Deployments run as kwok fake pods, so no tenant API server exists unless a
+//! test starts one: this module starts a real etcd (client-certificate auth, its
+//! CA the DataStore's) and, from the operator's own Secrets and the exact flags of
+//! its Deployment, a real kube-apiserver (and kube-controller-manager) on
+//! 127.0.0.1, the files laid out as the pod would mount them. Every process is
+//! killed when its guard drops, so a failing test leaks nothing.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
+};
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Container, Secret},
+};
+use kamaji::{
+    api::{TenantControlPlane, tenant_control_plane::KubernetesVersionStatus},
+    pki::{
+        Authority, IssueParams, LeafRequest,
+        catalog::Usage,
+        kubeconfig::{Kubeconfig, KubeconfigParams},
+    },
+};
+use kube::{Api, Client};
+
+use super::{Operator, cluster, etcd_datastore, eventually, install_crds, kubectl_apply, kubectl_ok};
+
+/// Kubernetes version of the tenants: the local cluster's binaries.
+pub const VERSION: &str = "v1.37.2";
+
+/// A free TCP port on 127.0.0.1 (released at once; the caller binds it soon after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// A child process killed and reaped when dropped, its output in a log file.
+pub struct Process {
+    name: String,
+    child: Child,
+    /// stdout and stderr.
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// Starts `program args...`, logging to `<dir>/<name>.log`.
+    pub fn start(name: &str, program: &Path, args: &[String], dir: &Path) -> Self {
+        fs::create_dir_all(dir).expect("creating the log directory");
+        let log = dir.join(format!("{name}.log"));
+        let out = fs::File::create(&log).expect("creating a process log");
+        let err = out.try_clone().expect("log handle");
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+        Self {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    /// Panics with the end of the log if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited ({status}):\n{}", self.name, self.log_tail());
+        }
+    }
+
+    /// The last 40 lines of the log.
+    pub fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// etcd on 127.0.0.1 requiring client certificates signed by the DataStore CA,
+/// serving with a certificate from the same CA.
+pub struct Etcd {
+    /// `127.0.0.1:<port>`, as the DataStore lists it.
+    pub endpoint: String,
+    process: Process,
+}
+
+impl Etcd {
+    /// Starts etcd on `port` with its data and certificates under `dir`.
+    pub fn start(bin: &Path, dir: &Path, port: u16, ca: &Authority) -> Self {
+        let params = IssueParams::new(time::OffsetDateTime::now_utc());
+        let serving = ca
+            .sign(
+                &LeafRequest {
+                    common_name: "etcd-server".into(),
+                    usages: vec![Usage::ServerAuth, Usage::ClientAuth],
+                    dns_names: vec!["localhost".into()],
+                    ip_addresses: vec![[127, 0, 0, 1].into()],
+                    ..LeafRequest::default()
+                },
+                &params,
+            )
+            .expect("signing the etcd serving certificate");
+        let etcd_dir = dir.join("etcd");
+        let ca_file = write(&etcd_dir, "ca.crt", ca.certificate_pem().as_bytes());
+        let crt = write(&etcd_dir, "server.crt", serving.certificate_pem.as_bytes());
+        let key = write(&etcd_dir, "server.key", serving.key.pem().as_bytes());
+        let client_url = format!("https://127.0.0.1:{port}");
+        let peer_url = format!("http://127.0.0.1:{}", free_port());
+        let process = Process::start(
+            "etcd",
+            &bin.join("etcd"),
+            &[
+                "--name=tenant".into(),
+                format!("--data-dir={}", etcd_dir.join("data").display()),
+                format!("--listen-client-urls={client_url}"),
+                format!("--advertise-client-urls={client_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster=tenant={peer_url}"),
+                "--client-cert-auth".into(),
+                format!("--trusted-ca-file={}", ca_file.display()),
+                format!("--cert-file={}", crt.display()),
+                format!("--key-file={}", key.display()),
+                "--log-level=warn".into(),
+            ],
+            dir,
+        );
+        Self {
+            endpoint: format!("127.0.0.1:{port}"),
+            process,
+        }
+    }
+}
+
+/// Writes `bytes` to `dir/name` (creating parents); returns the path.
+pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).expect("creating a directory");
+    }
+    fs::write(&path, bytes).expect("writing a file");
+    path
+}
+
+/// A TenantControlPlane of a [`TenantEnv`].
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    /// Its name.
+    pub name: String,
+    /// `networkProfile.port`: the secure port of its API server on 127.0.0.1.
+    pub port: u16,
+}
+
+impl Tenant {
+    /// `https://127.0.0.1:<port>`.
+    pub fn server(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// `<tcp>-<suffix>`.
+    pub fn secret(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.name)
+    }
+}
+
+/// A test's world: a namespace's etcd DataStore backed by a real etcd, the
+/// operator watching the namespace, and a scratch directory.
+pub struct TenantEnv {
+    /// The test namespace.
+    pub namespace: String,
+    /// The DataStore's name.
+    pub datastore: String,
+    /// The operator (killed on drop).
+    pub operator: Operator,
+    /// The local cluster's binaries.
+    pub bin: PathBuf,
+    etcd: Etcd,
+    // Declared last: dropped after the processes that use it.
+    dir: tempfile::TempDir,
+}
+
+impl TenantEnv {
+    /// The DataStore (CA generated by the test), etcd on a free port, and the operator.
+    pub async fn start(client: &Client, namespace: &str) -> Self {
+        install_crds(client).await;
+        let bin = cluster().bin.clone();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let etcd_port = free_port();
+        let endpoint = format!("127.0.0.1:{etcd_port}");
+        let (datastore, ca) = etcd_datastore(client, namespace, &[&endpoint]).await;
+        let etcd = Etcd::start(&bin, dir.path(), etcd_port, &ca);
+        let operator = Operator::start(namespace, &[]);
+        Self {
+            namespace: namespace.to_string(),
+            datastore,
+            operator,
+            bin,
+            etcd,
+            dir,
+        }
+    }
+
+    /// The scratch directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Creates a TenantControlPlane at `127.0.0.1:<free port>` on the DataStore.
+    pub fn create_tenant(&self, name: &str) -> Tenant {
+        let port = free_port();
+        let manifest = format!(
+            "apiVersion: kamaji.clastix.io/v1alpha1\nkind: TenantControlPlane\nmetadata:\n  name: {name}\nspec:\n  \
+             dataStore: {datastore}\n  controlPlane:\n    deployment:\n      replicas: 1\n    service:\n      \
+             serviceType: ClusterIP\n  kubernetes:\n    version: {VERSION}\n  networkProfile:\n    \
+             address: 127.0.0.1\n    port: {port}\n",
+            datastore = self.datastore
+        );
+        let applied = kubectl_apply(&self.namespace, &manifest);
+        assert!(
+            applied.status.success(),
+            "TenantControlPlane rejected: {}",
+            String::from_utf8_lossy(&applied.stderr)
+        );
+        Tenant {
+            name: name.to_string(),
+            port,
+        }
+    }
+
+    /// Waits until the tenant reports `wanted` (kwok makes its pods Ready).
+    pub async fn wait_status(&self, client: &Client, tenant: &Tenant, wanted: KubernetesVersionStatus) {
+        let tcps: Api<TenantControlPlane> = Api::namespaced(client.clone(), &self.namespace);
+        let reached = tokio::time::timeout(Duration::from_secs(120), async {
+            loop {
+                let status = tcps
+                    .get(&tenant.name)
+                    .await
+                    .ok()
+                    .and_then(|t| t.status)
+                    .and_then(|s| s.kubernetes_resources)
+                    .and_then(|r| r.version)
+                    .and_then(|v| v.status);
+                if status == Some(wanted) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+        .await;
+        assert!(
+            reached.is_ok(),
+            "{} did not reach {wanted:?}: {:?}\noperator log:\n{}",
+            tenant.name,
+            tcps.get(&tenant.name).await.ok().and_then(|t| t.status),
+            self.operator.log_text()
+        );
+    }
+
+    /// The Deployment's generation (to wait for the rollout a change causes).
+    pub async fn deployment_generation(&self, client: &Client, tenant: &Tenant) -> i64 {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &self.namespace);
+        deployments
+            .get(&tenant.name)
+            .await
+            .expect("the tenant Deployment")
+            .metadata
+            .generation
+            .unwrap_or_default()
+    }
+
+    /// Waits until the Deployment moved past `generation` and rolled out completely,
+    /// and the tenant is Ready again: the pods would now mount the new material.
+    pub async fn wait_rolled_out_after(&self, client: &Client, tenant: &Tenant, generation: i64) {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &self.namespace);
+        eventually(
+            "the rollout of the new material",
+            Duration::from_secs(150),
+            || async {
+                let d = deployments.get(&tenant.name).await.ok()?;
+                let status = d.status?;
+                let want = d.spec.replicas.unwrap_or(1);
+                let done = d.metadata.generation > Some(generation)
+                    && status.observed_generation >= d.metadata.generation
+                    && status.updated_replicas == Some(want)
+                    && status.replicas == Some(want)
+                    && status.ready_replicas == Some(want);
+                done.then_some(())
+            },
+        )
+        .await;
+        self.wait_status(client, tenant, KubernetesVersionStatus::Ready)
+            .await;
+    }
+
+    /// A data key of one of the tenant's Secrets.
+    pub async fn secret_value(&self, client: &Client, tenant: &Tenant, suffix: &str, key: &str) -> Vec<u8> {
+        super::secret_value(client, &self.namespace, &tenant.secret(suffix), key).await
+    }
+
+    /// Writes a key of `<tcp>-admin-kubeconfig` (as stored now) to a new file.
+    pub async fn kubeconfig(&self, client: &Client, tenant: &Tenant, key: &str) -> PathBuf {
+        let bytes = self.secret_value(client, tenant, "admin-kubeconfig", key).await;
+        let name = format!("{}-{key}-{:08x}", tenant.name, rand::random::<u32>());
+        write(self.dir(), &name, &bytes)
+    }
+
+    /// A kubeconfig with the server and a CA but no user: what an anonymous client has.
+    pub fn anonymous_kubeconfig(&self, tenant: &Tenant, ca_pem: &[u8]) -> PathBuf {
+        use base64::Engine as _;
+        let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: tenant\n  cluster:\n    server: {}\n    \
+             certificate-authority-data: {ca}\ncontexts:\n- name: anonymous\n  context:\n    cluster: tenant\n    \
+             user: anonymous\ncurrent-context: anonymous\nusers:\n- name: anonymous\n  user: {{}}\n",
+            tenant.server()
+        );
+        write(
+            self.dir(),
+            &format!("anonymous-{:08x}.conf", rand::random::<u32>()),
+            yaml.as_bytes(),
+        )
+    }
+
+    /// A kubeconfig for `system:node:<node>` in `system:nodes`, its client
+    /// certificate signed here with the tenant CA read from `<tcp>-ca` (what a
+    /// kubelet holds after joining).
+    pub async fn node_kubeconfig(&self, client: &Client, tenant: &Tenant, node: &str) -> PathBuf {
+        let ca_pem = self.secret_value(client, tenant, "ca", "ca.crt").await;
+        let ca_key = self.secret_value(client, tenant, "ca", "ca.key").await;
+        let ca = Authority::from_pem(&ca_pem, Some(&ca_key)).expect("the tenant CA");
+        let user = format!("system:node:{node}");
+        let issued = ca
+            .sign(
+                &LeafRequest {
+                    common_name: user.clone(),
+                    organization: Some("system:nodes".into()),
+                    usages: vec![Usage::ClientAuth],
+                    ..LeafRequest::default()
+                },
+                &IssueParams::new(time::OffsetDateTime::now_utc()),
+            )
+            .expect("signing the node certificate");
+        let server = tenant.server();
+        let kubeconfig = Kubeconfig::new(&KubeconfigParams {
+            cluster_name: &tenant.name,
+            server: &server,
+            ca_pem: ca.certificate_pem(),
+            user: &user,
+            client_certificate_pem: &issued.certificate_pem,
+            client_key_pem: issued.key.pem(),
+        });
+        write(
+            self.dir(),
+            &format!("{node}-{:08x}.conf", rand::random::<u32>()),
+            kubeconfig.to_yaml().expect("YAML").as_bytes(),
+        )
+    }
+
+    /// kubectl against a tenant: bounded requests, a discovery cache of this test's own.
+    pub fn kubectl(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        Command::new(self.bin.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir().join("kubectl-cache"))
+            .arg("--request-timeout=20s")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running kubectl")
+    }
+
+    /// kubectl with a kubeconfig that has no user. With no credentials kubectl would
+    /// prompt for basic-auth ones; the API server has no basic-auth authenticator, so the
+    /// placeholder `--username/--password` that silence the prompt reach it as nothing
+    /// and the request is served as `system:anonymous`.
+    pub fn kubectl_anonymous(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        let mut all = vec!["--username=anonymous", "--password=anonymous"];
+        all.extend_from_slice(args);
+        self.kubectl(kubeconfig, &all)
+    }
+
+    /// [`Self::kubectl`] that must succeed; returns stdout.
+    pub fn kubectl_ok(&self, kubeconfig: &Path, args: &[&str]) -> String {
+        let out = self.kubectl(kubeconfig, args);
+        assert!(
+            out.status.success(),
+            "kubectl --kubeconfig {} {} failed:\n{}",
+            kubeconfig.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kubectl auth whoami`: (user name, groups).
+    pub fn whoami(&self, kubeconfig: &Path) -> (String, Vec<String>) {
+        let out = self.kubectl_ok(kubeconfig, &["auth", "whoami", "-o", "json"]);
+        let json: serde_json::Value = serde_json::from_str(&out).expect("whoami JSON");
+        let user = &json["status"]["userInfo"];
+        let groups = user["groups"]
+            .as_array()
+            .map(|g| g.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        (user["username"].as_str().unwrap_or_default().to_owned(), groups)
+    }
+
+    /// Starts the tenant's kube-apiserver (and, with `controller_manager`, its
+    /// kube-controller-manager) from the Secrets and the Deployment as stored now,
+    /// and waits until it serves. Drop the result to stop them; start again after
+    /// a rotation, as the Deployment's rollout would.
+    pub async fn start_control_plane(
+        &self,
+        client: &Client,
+        tenant: &Tenant,
+        controller_manager: bool,
+    ) -> ControlPlane {
+        let root = self.dir().join(format!(
+            "{}-control-plane-{:08x}",
+            tenant.name,
+            rand::random::<u32>()
+        ));
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &self.namespace);
+        let deployment = deployments
+            .get(&tenant.name)
+            .await
+            .expect("the tenant Deployment");
+        let secrets = self.secrets(client, tenant).await;
+        let pod = Pod {
+            deployment: &deployment,
+            secrets: &secrets,
+            root: &root,
+        };
+
+        let mut args = pod.container_args("kube-apiserver");
+        assert!(
+            args.contains(&format!("--secure-port={}", tenant.port)),
+            "the Deployment serves on the TCP port: {args:?}"
+        );
+        set_flags(
+            &mut args,
+            &[
+                ("bind-address", "127.0.0.1".into()),
+                // A loopback advertise address is refused by the default lease reconciler.
+                ("endpoint-reconciler-type", "none".into()),
+                ("cert-dir", root.join("apiserver-cert-dir").display().to_string()),
+            ],
+        );
+        let apiserver = Process::start("kube-apiserver", &self.bin.join("kube-apiserver"), &args, &root);
+
+        let controller_manager = controller_manager.then(|| {
+            let mut args = pod.container_args("kube-controller-manager");
+            set_flags(
+                &mut args,
+                &[
+                    ("bind-address", "127.0.0.1".into()),
+                    ("secure-port", free_port().to_string()),
+                    // The controllers under test: kubelet CSR approval and signing.
+                    ("controllers", "csrapproving,csrsigning".into()),
+                    // A restarted manager must not wait for its predecessor's lease.
+                    ("leader-elect", "false".into()),
+                ],
+            );
+            Process::start(
+                "kube-controller-manager",
+                &self.bin.join("kube-controller-manager"),
+                &args,
+                &root,
+            )
+        });
+
+        let mut plane = ControlPlane {
+            apiserver,
+            controller_manager,
+            root,
+        };
+        let super_admin = write(
+            &plane.root,
+            "super-admin.conf",
+            &secret_data(&secrets, &tenant.secret("admin-kubeconfig"), "super-admin.conf"),
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+        loop {
+            plane.assert_running();
+            let out = self.kubectl(&super_admin, &["get", "--raw", "/readyz"]);
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the tenant kube-apiserver is not ready after 240s: {}\n--- kube-apiserver ---\n{}\n--- etcd ---\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                plane.apiserver.log_tail(),
+                self.etcd.process.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        plane
+    }
+
+    async fn secrets(&self, client: &Client, tenant: &Tenant) -> BTreeMap<String, Secret> {
+        let api: Api<Secret> = Api::namespaced(client.clone(), &self.namespace);
+        let list = api
+            .list(
+                &kube::api::ListParams::default().labels(&format!("kamaji.clastix.io/name={}", tenant.name)),
+            )
+            .await
+            .expect("listing the tenant's Secrets");
+        list.items
+            .into_iter()
+            .filter_map(|s| Some((s.metadata.name.clone()?, s)))
+            .collect()
+    }
+
+    /// Events on the TenantControlPlane with this reason: their notes.
+    pub async fn events(&self, client: &Client, tenant: &Tenant, reason: &str) -> Vec<String> {
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &self.namespace);
+        let list = api
+            .list(&kube::api::ListParams::default())
+            .await
+            .expect("listing events");
+        list.items
+            .into_iter()
+            .filter(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(tenant.name.as_str())
+            })
+            .filter_map(|e| e.note)
+            .collect()
+    }
+
+    /// The status condition of `type_` on the tenant, if any.
+    pub async fn condition(
+        &self,
+        client: &Client,
+        tenant: &Tenant,
+        type_: &str,
+    ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        let tcps: Api<TenantControlPlane> = Api::namespaced(client.clone(), &self.namespace);
+        tcps.get(&tenant.name)
+            .await
+            .ok()?
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == type_)
+    }
+
+    /// Annotates the tenant's Secrets selected by `selector` for rotation, as a user would.
+    pub fn annotate_rotate(&self, tenant: &Tenant, selector: &str) {
+        kubectl_ok(&[
+            "annotate",
+            "secret",
+            "-n",
+            &self.namespace,
+            "-l",
+            &format!("{selector},kamaji.clastix.io/name={}", tenant.name),
+            "certs.kamaji.clastix.io/rotate=",
+        ]);
+    }
+}
+
+/// The tenant's running control plane; stops when dropped.
+pub struct ControlPlane {
+    /// kube-apiserver.
+    pub apiserver: Process,
+    /// kube-controller-manager, when asked for.
+    pub controller_manager: Option<Process>,
+    /// Where its files are, laid out as the pod mounts them.
+    pub root: PathBuf,
+}
+
+impl ControlPlane {
+    /// Panics with the logs if a component exited.
+    pub fn assert_running(&mut self) {
+        self.apiserver.assert_running();
+        if let Some(cm) = self.controller_manager.as_mut() {
+            cm.assert_running();
+        }
+    }
+
+    /// The end of each component's log (for assertion messages).
+    pub fn logs(&self) -> String {
+        let mut text = format!("--- kube-apiserver ---\n{}", self.apiserver.log_tail());
+        if let Some(cm) = &self.controller_manager {
+            text.push_str(&format!("\n--- kube-controller-manager ---\n{}", cm.log_tail()));
+        }
+        text
+    }
+}
+
+fn secret_data(secrets: &BTreeMap<String, Secret>, name: &str, key: &str) -> Vec<u8> {
+    secrets
+        .get(name)
+        .and_then(|s| s.data.as_ref())
+        .and_then(|d| d.get(key))
+        .map(|v| v.0.clone())
+        .unwrap_or_else(|| panic!("secret {name} has no key {key}"))
+}
+
+/// The control-plane pod as the kubelet would set it up, under `root`.
+struct Pod<'a> {
+    deployment: &'a Deployment,
+    secrets: &'a BTreeMap<String, Secret>,
+    root: &'a Path,
+}
+
+impl Pod<'_> {
+    /// Writes the files `container` mounts (Secret volumes, projected or not, with
+    /// their items and subPaths) under the root, and returns its command-line flags
+    /// with every mount path moved there.
+    fn container_args(&self, container: &str) -> Vec<String> {
+        let pod = self.deployment.spec.template.spec.as_ref().expect("pod spec");
+        let c: &Container = pod
+            .containers
+            .iter()
+            .find(|c| c.name == container)
+            .unwrap_or_else(|| panic!("the Deployment has no {container} container"));
+        // volume name -> [(secret name, key, relative path)]
+        let mut volumes: BTreeMap<&str, Vec<(String, String, String)>> = BTreeMap::new();
+        for volume in pod.volumes.iter().flatten() {
+            let mut files = Vec::new();
+            let mut add = |secret: &str, items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>| {
+                for item in items.into_iter().flatten() {
+                    files.push((secret.to_string(), item.key.clone(), item.path.clone()));
+                }
+            };
+            if let Some(secret) = &volume.secret {
+                add(
+                    secret.secret_name.as_deref().unwrap_or_default(),
+                    secret.items.as_ref(),
+                );
+            }
+            for source in volume.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+                if let Some(secret) = &source.secret {
+                    add(&secret.name, secret.items.as_ref());
+                }
+            }
+            volumes.insert(volume.name.as_str(), files);
+        }
+        let mut moves = Vec::new();
+        for mount in c.volume_mounts.iter().flatten() {
+            let files = volumes
+                .get(mount.name.as_str())
+                .unwrap_or_else(|| panic!("{container} mounts unknown volume {}", mount.name));
+            let at = self.root.join(mount.mount_path.trim_start_matches('/'));
+            for (secret, key, path) in files {
+                let target = match mount.sub_path.as_deref() {
+                    Some(sub) if sub == path => at.clone(),
+                    Some(_) => continue,
+                    None => at.join(path),
+                };
+                write(
+                    target.parent().expect("a parent directory"),
+                    &target.file_name().expect("a file name").to_string_lossy(),
+                    &secret_data(self.secrets, secret, key),
+                );
+            }
+            moves.push((mount.mount_path.clone(), at.display().to_string()));
+        }
+        // Longest mount paths first, so /etc/kubernetes/pki/x is not moved by a shorter prefix.
+        moves.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+        c.args
+            .iter()
+            .flatten()
+            .map(|arg| match arg.split_once('=') {
+                Some((flag, value)) => {
+                    let moved = moves
+                        .iter()
+                        .find(|(from, _)| value == from || value.starts_with(&format!("{from}/")))
+                        .map(|(from, to)| format!("{to}{}", &value[from.len()..]));
+                    match moved {
+                        Some(v) => format!("{flag}={v}"),
+                        None => arg.clone(),
+                    }
+                }
+                None => arg.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Replaces (or adds) `--flag=value` for each pair.
+fn set_flags(args: &mut Vec<String>, flags: &[(&str, String)]) {
+    for (flag, value) in flags {
+        let prefix = format!("--{flag}=");
+        args.retain(|a| !a.starts_with(&prefix));
+        args.push(format!("{prefix}{value}"));
+    }
+}
