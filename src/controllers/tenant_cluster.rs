@@ -293,7 +293,7 @@ async fn ensure(
         .await
         .map_err(|e| TenantError::Unreachable {
             endpoint: server.to_string(),
-            reason: e.to_string(),
+            reason: with_causes(&e),
         })?;
 
     let objects = bootstrap::desired(ca.certificate_pem().as_bytes(), server).map_err(|e| {
@@ -360,6 +360,22 @@ async fn secret_key(api: &Api<Secret>, name: &str, key: &'static str) -> Result<
             secret: name.to_string(),
             key,
         })
+}
+
+/// An error with its causes (`client error (Connect): tcp connect error: Connection
+/// refused`), so the condition says why a tenant does not answer.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A client of the tenant cluster from kubeconfig bytes, aimed at `server`, with
@@ -519,6 +535,18 @@ mod tests {
         let delays: Vec<u64> = (0..8).map(|n| backoff_delay(n).as_secs()).collect();
         assert_eq!(delays, [2, 4, 8, 16, 32, 60, 60, 60]);
         assert_eq!(backoff_delay(u32::MAX), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn unreachable_reasons_carry_their_causes_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Outer(#[source] std::io::Error);
+        let error = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused",
+        ));
+        assert_eq!(with_causes(&error), "client error (Connect): Connection refused");
     }
 
     #[test]

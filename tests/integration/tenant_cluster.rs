@@ -157,6 +157,44 @@ async fn tenant_admin_conf_is_cluster_admin_and_a_deleted_binding_is_restored() 
             .is_some_and(|c| c.status == "True"),
         "the TCP reconciler's conditions are kept beside ours"
     );
+    // Each status writer owns its own conditions, and neither undoes the other: at
+    // steady state the TCP does not change.
+    let tcps: kube::Api<kamaji::api::TenantControlPlane> = kube::Api::namespaced(client.clone(), &ns.name);
+    let before = tcps.get(&tenant.name).await.expect("the TCP");
+    let managers: Vec<(String, String)> = before
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.subresource.as_deref() == Some("status"))
+        .map(|m| {
+            let fields = m.fields_v1.as_ref().map(|f| f.0.to_string()).unwrap_or_default();
+            (m.manager.clone().unwrap_or_default(), fields)
+        })
+        .collect();
+    let ours = managers
+        .iter()
+        .find(|(m, _)| m == "kamaji-rs-tenant")
+        .unwrap_or_else(|| panic!("no kamaji-rs-tenant status manager: {managers:?}"));
+    assert!(
+        ours.1.contains(CONDITION) && !ours.1.contains(r#"\"Ready\""#),
+        "{ours:?}"
+    );
+    for (manager, fields) in &managers {
+        if manager != "kamaji-rs-tenant" {
+            assert!(
+                !fields.contains(CONDITION),
+                "{manager} also owns {CONDITION}: {fields}"
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after = tcps.get(&tenant.name).await.expect("the TCP");
+    assert_eq!(
+        before.metadata.resource_version, after.metadata.resource_version,
+        "the TCP changed at steady state: {:?}",
+        after.status
+    );
 
     // admin.conf: kubeadm's admin, cluster-admin through the binding the operator made.
     let admin = env.kubeconfig(&client, &tenant, "admin.conf").await;
