@@ -58,7 +58,8 @@ show kubectl get secret -l kamaji.clastix.io/name=k8s-133
 show "$kamaji" certs check-expiration k8s-133 -n default
 
 step "rotating every x509 Secret"
-show kubectl annotate secret -l kamaji.clastix.io/certificate_lifecycle_controller=x509 certs.kamaji.clastix.io/rotate=""
+# --overwrite: on a re-run the annotation already holds the previous rotation time.
+show kubectl annotate secret -l kamaji.clastix.io/certificate_lifecycle_controller=x509 certs.kamaji.clastix.io/rotate="" --overwrite
 for _ in $(seq 1 60); do
   pending=$(kubectl get secrets -l kamaji.clastix.io/certificate_lifecycle_controller=x509 -o json |
     jq '[.items[] | select(.metadata.annotations["certs.kamaji.clastix.io/rotate"] == "")] | length')
