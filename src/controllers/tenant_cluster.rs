@@ -91,7 +91,7 @@ pub enum TenantError {
         reason: String,
     },
     /// The tenant API server does not answer (or its certificate is not trusted).
-    #[error("the tenant API server at {endpoint} does not answer: {reason}")]
+    #[error("cannot reach the tenant API server at {endpoint}: {reason}")]
     Unreachable {
         /// `https://host:port`.
         endpoint: String,

@@ -478,7 +478,7 @@ async fn kubelet_csrs_are_auto_approved_and_cluster_info_follows_the_ca() {
     )
     .await;
     println!(
-        "cluster-info carried the new CA {:?} after the restart",
+        "cluster-info carried the new CA {:?} after the restart began",
         restarted.elapsed()
     );
     let notes = env.events(&client, &tenant, "NodesNeedNewCa").await;
