@@ -39,7 +39,10 @@ step "starting the operator (log: $state/logs/kamaji.log)"
 # One process outside the cluster: no leader election; endpoints on free local
 # ports; only the default namespace, so tests running on the same cluster keep
 # their tenants to themselves.
+# --tenant-cluster-setup=false: the local cluster has no kube-proxy, so the demo
+# tenant's ClusterIP is not reachable from this host (and its pods are kwok fakes).
 "$kamaji" manager --kubeconfig "$KUBECONFIG" --leader-elect=false --watch-namespace default \
+  --tenant-cluster-setup=false \
   --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 >"$state/logs/kamaji.log" 2>&1 &
 operator=$!
 trap 'kill $operator 2>/dev/null || true' EXIT

@@ -29,6 +29,8 @@ pub struct Settings {
     /// Delay that batches bursts of changes (e.g. `kubectl annotate -l` on several
     /// Secrets) into one reconcile, hence one rollout.
     pub debounce: Duration,
+    /// Run the tenant-side controller (it connects to each tenant's API server).
+    pub tenant_cluster_setup: bool,
 }
 
 impl Default for Settings {
@@ -41,6 +43,7 @@ impl Default for Settings {
             watch_namespace: None,
             max_concurrent_reconciles: 4,
             debounce: Duration::from_secs(2),
+            tenant_cluster_setup: true,
         }
     }
 }

@@ -16,10 +16,12 @@ pub use error::Error;
 /// The manager calls this once it holds the leader lease.
 pub async fn run_all(ctx: Arc<Context>) {
     // Each controller is one future; they share the context and stop together.
-    futures::future::join_all([
+    let mut controllers = vec![
         tokio::spawn(tenant_control_plane::run(ctx.clone())),
-        tokio::spawn(tenant_cluster::run(ctx.clone())),
         tokio::spawn(certificate_lifecycle::run(ctx.clone())),
-    ])
-    .await;
+    ];
+    if ctx.settings.tenant_cluster_setup {
+        controllers.push(tokio::spawn(tenant_cluster::run(ctx.clone())));
+    }
+    futures::future::join_all(controllers).await;
 }

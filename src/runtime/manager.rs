@@ -73,6 +73,19 @@ pub struct ManagerArgs {
     #[arg(long, default_value = ":8081", help_heading = "Endpoints")]
     pub health_probe_bind_address: BindAddress,
 
+    /// Connect to each Ready tenant's API server (super-admin) to keep kubeadm's bindings and
+    /// kube-public/cluster-info in place. Needs a route to the tenants' endpoints (ClusterIP or
+    /// address): disable it where the operator cannot reach them.
+    #[arg(
+        long,
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub tenant_cluster_setup: bool,
+
     /// Run the controllers only while holding the leader Lease (use --leader-elect=false for a single
     /// process outside a cluster).
     #[arg(
@@ -242,6 +255,7 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
         default_datastore: args.datastore.clone(),
         watch_namespace: args.watch_namespace.clone(),
         max_concurrent_reconciles: args.max_concurrent_tcp_reconciles.max(1),
+        tenant_cluster_setup: args.tenant_cluster_setup,
         ..Settings::default()
     };
     info!(

@@ -49,6 +49,8 @@ impl Replica {
                 namespace,
             ])
             .args(["--metrics-bind-address", "127.0.0.1:0"])
+            // No route to the tenants' ClusterIPs from this host (no kube-proxy).
+            .arg("--tenant-cluster-setup=false")
             .args(["--health-probe-bind-address", "127.0.0.1:0"])
             .args([
                 "--leader-election-namespace",

@@ -228,6 +228,9 @@ impl Operator {
                 // Tests run operators side by side: no shared Lease, ephemeral ports
                 // (the log says which). `extra` may override any of these.
                 "--leader-elect=false",
+                // The local cluster has no kube-proxy: a tenant's ClusterIP leads off
+                // this host. Tests with a real tenant API server on 127.0.0.1 enable it.
+                "--tenant-cluster-setup=false",
                 "--metrics-bind-address",
                 "127.0.0.1:0",
                 "--health-probe-bind-address",

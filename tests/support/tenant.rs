@@ -206,7 +206,8 @@ impl TenantEnv {
         let endpoint = format!("127.0.0.1:{etcd_port}");
         let (datastore, ca) = etcd_datastore(client, namespace, &[&endpoint]).await;
         let etcd = Etcd::start(&bin, dir.path(), etcd_port, &ca);
-        let operator = Operator::start(namespace, &[]);
+        // Every tenant of this environment listens on 127.0.0.1: the tenant side can run.
+        let operator = Operator::start(namespace, &["--tenant-cluster-setup=true"]);
         Self {
             namespace: namespace.to_string(),
             datastore,
