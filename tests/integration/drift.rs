@@ -9,10 +9,7 @@ use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Secret, Service},
 };
-use kamaji::{
-    api::{TenantControlPlane, tenant_control_plane::KubernetesVersionStatus},
-    pki::kubeconfig::Kubeconfig,
-};
+use kamaji::api::{TenantControlPlane, tenant_control_plane::KubernetesVersionStatus};
 use kube::{Api, Client, api::ListParams};
 
 use super::walkthrough::{TENANT, provision, wait_for_status};
@@ -469,24 +466,7 @@ async fn an_operator_killed_during_a_ca_rotation_converges_after_restart() {
         let leaf = secret_value(&client, &ns.name, &format!("{TENANT}-{suffix}"), key).await;
         assert_chain(dir.path(), &ca, &leaf, suffix);
     }
-    for (suffix, key) in [
-        ("admin-kubeconfig", "admin.conf"),
-        ("admin-kubeconfig", "super-admin.conf"),
-        ("controller-manager-kubeconfig", "controller-manager.conf"),
-        ("scheduler-kubeconfig", "scheduler.conf"),
-        ("konnectivity-kubeconfig", "konnectivity-server.conf"),
-    ] {
-        let raw = secret_value(&client, &ns.name, &format!("{TENANT}-{suffix}"), key).await;
-        let kubeconfig = Kubeconfig::parse(&raw).expect("kubeconfig");
-        assert_eq!(
-            kubeconfig.current_ca_pem().expect("readable").expect("CA"),
-            ca,
-            "{key} carries the new CA"
-        );
-        for credentials in kubeconfig.client_credentials().expect("credentials") {
-            assert_chain(dir.path(), &ca, credentials.certificate_pem.as_ref(), key);
-        }
-    }
+    super::rotation::assert_kubeconfigs_trust_and_are_signed_by(&client, &ns.name, &ca, dir.path()).await;
     // The rollout that carries the new CA completed: the Deployment's pods run it.
     let deployment = Api::<Deployment>::namespaced(client.clone(), &ns.name)
         .get(TENANT)

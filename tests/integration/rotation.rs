@@ -35,7 +35,10 @@ const X509_SECRETS: &[(&str, &str, &str)] = &[
 ];
 
 const KUBECONFIG_SECRETS: &[(&str, &[&str])] = &[
-    ("admin-kubeconfig", &["admin.conf", "super-admin.conf"]),
+    (
+        "admin-kubeconfig",
+        &["admin.conf", "admin.svc", "super-admin.conf", "super-admin.svc"],
+    ),
     ("controller-manager-kubeconfig", &["controller-manager.conf"]),
     ("scheduler-kubeconfig", &["scheduler.conf"]),
     ("konnectivity-kubeconfig", &["konnectivity-server.conf"]),
@@ -79,6 +82,27 @@ async fn kubeconfig_serials(client: &Client, ns: &str, dir: &std::path::Path) ->
         }
     }
     serials
+}
+
+/// Every kubeconfig key of the tenant carries `ca` as its cluster CA and holds
+/// client certificates that `openssl verify` accepts against it.
+pub async fn assert_kubeconfigs_trust_and_are_signed_by(
+    client: &Client,
+    ns: &str,
+    ca: &[u8],
+    dir: &std::path::Path,
+) {
+    for (suffix, keys) in KUBECONFIG_SECRETS {
+        for key in *keys {
+            let raw = secret_value(client, ns, &format!("{TENANT}-{suffix}"), key).await;
+            let kubeconfig = Kubeconfig::parse(&raw).expect("a kubeconfig");
+            let carried = kubeconfig.current_ca_pem().expect("readable").expect("CA data");
+            assert_eq!(carried, ca, "{suffix}/{key} carries the current CA");
+            for credentials in kubeconfig.client_credentials().expect("credentials") {
+                assert_chain(dir, ca, credentials.certificate_pem.as_ref(), key);
+            }
+        }
+    }
 }
 
 /// Waits until every Secret selected by `selector` carries an RFC 3339 rotation time.
@@ -212,7 +236,7 @@ async fn rotating_kubeconfig_secrets_reissues_every_key_with_one_rollout() {
     let before = kubeconfig_serials(&client, &ns.name, dir.path()).await;
     assert_eq!(
         before.len(),
-        5,
+        7,
         "every kubeconfig key has a client certificate: {before:?}"
     );
     let replica_sets_before = replica_sets(&client, &ns.name).await;
@@ -232,15 +256,7 @@ async fn rotating_kubeconfig_secrets_reissues_every_key_with_one_rollout() {
         assert_ne!(&after[key], serial, "{key} kept its client certificate");
     }
     let ca = secret_value(&client, &ns.name, &format!("{TENANT}-ca"), "ca.crt").await;
-    for (suffix, keys) in KUBECONFIG_SECRETS {
-        for key in *keys {
-            let raw = secret_value(&client, &ns.name, &format!("{TENANT}-{suffix}"), key).await;
-            let kubeconfig = Kubeconfig::parse(&raw).expect("a kubeconfig");
-            for credentials in kubeconfig.client_credentials().expect("credentials") {
-                assert_chain(dir.path(), &ca, credentials.certificate_pem.as_ref(), key);
-            }
-        }
-    }
+    assert_kubeconfigs_trust_and_are_signed_by(&client, &ns.name, &ca, dir.path()).await;
     wait_rolled_out(&client, &ns.name).await;
     let replica_sets_after = replica_sets(&client, &ns.name).await;
     assert_eq!(
@@ -315,17 +331,7 @@ async fn rotating_the_ca_goes_through_certificate_authority_rotating_and_reissue
         let leaf = secret_value(&client, &ns.name, &format!("{TENANT}-{suffix}"), key).await;
         assert_chain(dir.path(), &new_ca, &leaf, suffix);
     }
-    for (suffix, keys) in KUBECONFIG_SECRETS {
-        for key in *keys {
-            let raw = secret_value(&client, &ns.name, &format!("{TENANT}-{suffix}"), key).await;
-            let kubeconfig = Kubeconfig::parse(&raw).expect("a kubeconfig");
-            let carried = kubeconfig.current_ca_pem().expect("readable").expect("CA data");
-            assert_eq!(carried, new_ca, "{suffix}/{key} carries the new CA");
-            for credentials in kubeconfig.client_credentials().expect("credentials") {
-                assert_chain(dir.path(), &new_ca, credentials.certificate_pem.as_ref(), key);
-            }
-        }
-    }
+    assert_kubeconfigs_trust_and_are_signed_by(&client, &ns.name, &new_ca, dir.path()).await;
     let annotation = kubectl_ok(&[
         "get",
         "secret",
