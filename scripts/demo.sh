@@ -86,4 +86,5 @@ curl -s "http://$metrics/metrics" | grep -E '^kamaji_(certificate_expiration_tim
 
 step "done"
 echo "The cluster keeps running: export KUBECONFIG=$KUBECONFIG PATH=$(cat "$state/bin"):\$PATH"
-echo "Run the operator again with: $kamaji manager --kubeconfig \$KUBECONFIG ; stop the cluster with: make cluster-down"
+echo "Run the operator again with: $kamaji manager --kubeconfig \$KUBECONFIG --leader-elect=false --tenant-cluster-setup=false"
+echo "Stop the cluster with: make cluster-down"
