@@ -141,9 +141,33 @@ fn inspect_throughput(c: &mut Criterion) {
     group.finish();
 }
 
+/// A whole RSA-2048 tenant (15 keys) with the manager's key pool full beforehand,
+/// as after a quiet period: the latency a rotation burst sees. Runs last because
+/// the pool is process-wide (the groups above measure inline generation).
+fn issue_with_warm_pool(c: &mut Criterion) {
+    let algorithm = KeyAlgorithm::Rsa2048;
+    let Some(pool) = kamaji::pki::pool::install(algorithm, 16) else {
+        return;
+    };
+    let mut group = c.benchmark_group("issue_tenant_warm_key_pool");
+    group.sample_size(10);
+    group.bench_function(BenchmarkId::from_parameter(algorithm), |b| {
+        b.iter_batched(
+            || {
+                while pool.ready() < pool.capacity() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            },
+            |()| black_box(issue_tenant(&tenant(), None, &params(algorithm)).expect("issues")),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1));
-    targets = issue, inspect_throughput
+    targets = issue, inspect_throughput, issue_with_warm_pool
 }
 criterion_main!(benches);

@@ -145,9 +145,18 @@ impl fmt::Debug for PrivateKey {
 }
 
 impl PrivateKey {
-    /// Generates a fresh key (RSA generation takes tens of milliseconds; call it off
-    /// the reconcile path when that matters).
+    /// A new key: from the process-wide [`super::pool`] when one is installed for
+    /// this algorithm and not empty, else generated now (RSA generation takes tens
+    /// of milliseconds; call it off the async runtime).
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, KeyError> {
+        match super::pool::take(algorithm) {
+            Some(key) => Ok(key),
+            None => Self::generate_fresh(algorithm),
+        }
+    }
+
+    /// Generates a key now, bypassing the pool.
+    pub fn generate_fresh(algorithm: KeyAlgorithm) -> Result<Self, KeyError> {
         let pair = match algorithm {
             KeyAlgorithm::Rsa2048 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048),
             KeyAlgorithm::Rsa3072 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_3072),

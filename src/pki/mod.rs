@@ -14,6 +14,7 @@ pub mod issue;
 pub mod keys;
 pub mod kubeconfig;
 mod pem;
+pub mod pool;
 
 use std::collections::BTreeMap;
 

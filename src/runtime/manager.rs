@@ -53,6 +53,10 @@ pub struct ManagerArgs {
     /// Key algorithm of new keys: RSA-2048, RSA-3072, RSA-4096, ECDSA-P256, ECDSA-P384.
     #[arg(long, default_value_t = KeyAlgorithm::default(), help_heading = "Certificates")]
     pub key_algorithm: KeyAlgorithm,
+    /// Keys of --key-algorithm generated ahead in the background, so rotations do not wait
+    /// for key generation (0 disables the pool).
+    #[arg(long, default_value_t = 16, help_heading = "Certificates")]
+    pub key_pool_size: usize,
     /// DataStore used by TenantControlPlanes that set no spec.dataStore.
     #[arg(long, help_heading = "Controllers")]
     pub datastore: Option<String>,
@@ -248,6 +252,9 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
     let election = args.election()?;
     let mut shutdown = shutdown_signal()?;
     let client = client(args.kubeconfig.as_ref()).await?;
+    if let Some(pool) = crate::pki::pool::install(args.key_algorithm, args.key_pool_size) {
+        info!(algorithm = %pool.algorithm(), size = pool.capacity(), "pre-generating keys in the background");
+    }
     let settings = Settings {
         key_algorithm: args.key_algorithm,
         certificate_validity: args.certificate_validity,
