@@ -69,16 +69,17 @@ build_in_module() {
 # Tools with a go.mod free of replace directives install by version, pinned in
 # versions.env and checked against the checksum database.
 install_pinned() {
-  local name=$1 pkg=$2 version=$3
+  local name=$1 pkg=$2 version=$3 ldflags="-s -w ${4:-}"
+  local pin="$pkg@$version${4:+ $4}"
   step=$((step + 1))
-  if fresh "$name" "$pkg@$version"; then return; fi
+  if fresh "$name" "$pin"; then return; fi
   log "[$step/$total] building $name ($pkg@$version) ... ($((SECONDS - start))s elapsed)"
   local gobin
   gobin=$(mktemp -d)
-  CGO_ENABLED=0 GOBIN="$gobin" go install -trimpath -ldflags "-s -w" "$pkg@$version"
+  CGO_ENABLED=0 GOBIN="$gobin" go install -trimpath -ldflags "$ldflags" "$pkg@$version"
   mv "$gobin/$name" "$bin/$name"
   rmdir "$gobin"
-  echo "$pkg@$version" >"$bin/.$name.pin"
+  echo "$pin" >"$bin/.$name.pin"
 }
 
 for t in "${targets[@]}"; do
@@ -86,7 +87,8 @@ for t in "${targets[@]}"; do
   build_in_module "$name" "$pkg" "$flags"
 done
 install_pinned kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
-install_pinned helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION"
+# go install does not stamp helm's version (`helm version` would say v4.3): set it as helm's Makefile does.
+install_pinned helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
 # promtool checks the chart's PrometheusRule (`promtool check rules`).
 install_pinned promtool github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION"
 log "all binaries in $bin ($((SECONDS - start))s)"
