@@ -115,14 +115,26 @@ pub fn material_checksum<'a>(
     for (suffix, data) in ordered {
         hasher.update(suffix.as_bytes());
         hasher.update([0]);
-        for (key, value) in data {
-            hasher.update(key.as_bytes());
-            hasher.update([0]);
-            hasher.update((value.len() as u64).to_be_bytes());
-            hasher.update(value);
-        }
+        hash_data(&mut hasher, data);
     }
     hex::encode(hasher.finalize())
+}
+
+/// Checksum of one Secret's data (the `status.certificates.*.checksum` values).
+pub fn data_checksum(data: &BTreeMap<String, Vec<u8>>) -> String {
+    let mut hasher = Sha256::new();
+    hash_data(&mut hasher, data);
+    hex::encode(hasher.finalize())
+}
+
+/// Keys and length-prefixed values in key order, so no two data maps hash alike by accident.
+fn hash_data(hasher: &mut Sha256, data: &BTreeMap<String, Vec<u8>>) {
+    for (key, value) in data {
+        hasher.update(key.as_bytes());
+        hasher.update([0]);
+        hasher.update((value.len() as u64).to_be_bytes());
+        hasher.update(value);
+    }
 }
 
 /// Where the tenant's state lives, as the API server needs it.

@@ -8,7 +8,6 @@ use kube::{
     Api,
     api::{Patch, PatchParams},
 };
-use sha2::{Digest, Sha256};
 
 use crate::{
     api::{
@@ -26,14 +25,7 @@ use super::secrets;
 
 /// Checksum of a Secret's data (sha256 over sorted keys and values).
 pub fn data_checksum(secret: &Secret) -> String {
-    let mut hasher = Sha256::new();
-    for (key, value) in secrets::data(secret) {
-        hasher.update(key.as_bytes());
-        hasher.update([0]);
-        hasher.update((value.len() as u64).to_be_bytes());
-        hasher.update(&value);
-    }
-    hex::encode(hasher.finalize())
+    crate::tenant::deployment::data_checksum(&secrets::data(secret))
 }
 
 /// `{secretName, checksum, lastUpdate}` of a Secret, keeping lastUpdate while the checksum holds.
