@@ -77,8 +77,9 @@ pub struct LifecycleContext {
     retries: Mutex<HashMap<String, u32>>,
     /// Tenants whose condition was checked since the process started.
     synced: Mutex<HashSet<(String, String)>>,
-    /// Serialises rotation requests, so Secrets expiring together are annotated in one pass.
-    requesting: tokio::sync::Mutex<()>,
+    /// Serialises the rotation requests of each tenant, so its Secrets expiring together
+    /// are annotated in one pass; tenants never wait for each other.
+    requesting: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -123,7 +124,7 @@ pub async fn run(ctx: Arc<Context>) {
         secrets: store.clone(),
         retries: Mutex::default(),
         synced: Mutex::default(),
-        requesting: tokio::sync::Mutex::new(()),
+        requesting: Mutex::default(),
     });
     // A TenantControlPlane that is un-paused re-checks its Secrets (their timers may have
     // passed while it was paused). Other changes of the TenantControlPlane do not matter here.
@@ -241,9 +242,7 @@ pub fn decide(
     }
 }
 
-fn rfc3339(time: OffsetDateTime) -> String {
-    crate::tenant::certificates::rfc3339(time)
-}
+use crate::tenant::certificates::rfc3339;
 
 /// Checks one Secret (see the module documentation).
 pub async fn reconcile(secret: Arc<Secret>, state: Arc<LifecycleContext>) -> Result<Action, Error> {
@@ -400,7 +399,11 @@ async fn request_rotations(
 ) -> Result<Action, Error> {
     let ctx = &state.ctx;
     let deadline = ctx.settings.certificate_expiration_deadline;
-    let _batch = state.requesting.lock().await;
+    let tenant_lock = lock(&state.requesting)
+        .entry((namespace.to_string(), tenant.to_string()))
+        .or_default()
+        .clone();
+    let _batch = tenant_lock.lock().await;
     let name = secret.name_any();
     // This Secret, then its siblings, as the watch last saw them: a batch that ran while
     // this reconcile waited for the lock has annotated them already (then they are pending).

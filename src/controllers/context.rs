@@ -8,7 +8,7 @@ use kube::{
     runtime::events::{Recorder, Reporter},
 };
 
-use crate::{pki::KeyAlgorithm, runtime::metrics::Metrics};
+use crate::{controllers::retry::Retries, pki::KeyAlgorithm, runtime::metrics::Metrics};
 
 /// Operator settings (the manager's flags).
 #[derive(Clone, Debug)]
@@ -26,9 +26,11 @@ pub struct Settings {
     pub watch_namespace: Option<String>,
     /// Tenants reconciled at once.
     pub max_concurrent_reconciles: u16,
-    /// Delay that batches bursts of changes (e.g. `kubectl annotate -l` on several
-    /// Secrets) into one reconcile, hence one rollout.
-    pub debounce: Duration,
+    /// How long a tenant's mounted material must be unchanged before its control
+    /// plane rolls: a burst of rotations (e.g. `kubectl annotate -l` on several
+    /// Secrets) is one rollout. Rotated material is written at once; only the
+    /// rollout waits.
+    pub batch_window: Duration,
     /// Run the tenant-side controller (it connects to each tenant's API server).
     pub tenant_cluster_setup: bool,
 }
@@ -42,7 +44,7 @@ impl Default for Settings {
             default_datastore: None,
             watch_namespace: None,
             max_concurrent_reconciles: 4,
-            debounce: Duration::from_secs(2),
+            batch_window: Duration::from_secs(2),
             tenant_cluster_setup: true,
         }
     }
@@ -59,6 +61,8 @@ pub struct Context {
     pub settings: Settings,
     /// The operator's Prometheus metrics (rendered on `/metrics`).
     pub metrics: Arc<Metrics>,
+    /// Backoff and last error of failing objects.
+    pub retries: Arc<Retries>,
 }
 
 impl Context {
@@ -78,6 +82,7 @@ impl Context {
             client,
             settings,
             metrics,
+            retries: Arc::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod certificate_lifecycle;
 pub mod context;
 pub mod error;
+pub mod retry;
 pub mod tenant_cluster;
 pub mod tenant_control_plane;
 

@@ -165,6 +165,77 @@ impl SecretType {
     }
 }
 
+/// A container of the control-plane pod that mounts tenant material.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Component {
+    /// `kube-apiserver`.
+    ApiServer,
+    /// `kube-controller-manager`.
+    ControllerManager,
+    /// `kube-scheduler`.
+    Scheduler,
+    /// `konnectivity-server` (only with the addon).
+    Konnectivity,
+}
+
+impl Component {
+    /// The container's name in the Deployment.
+    pub const fn container(self) -> &'static str {
+        match self {
+            Self::ApiServer => "kube-apiserver",
+            Self::ControllerManager => "kube-controller-manager",
+            Self::Scheduler => "kube-scheduler",
+            Self::Konnectivity => "konnectivity-server",
+        }
+    }
+}
+
+/// Where the control-plane pod finds one data key of a Secret: a path below
+/// `/etc/kubernetes` (kubeadm's layout), in the containers that need it and no other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The Secret's data key.
+    pub key: &'static str,
+    /// Path below `/etc/kubernetes` (`pki/apiserver.crt`, `scheduler.conf`).
+    pub path: &'static str,
+    /// The containers that mount it.
+    pub components: &'static [Component],
+}
+
+const fn mount(key: &'static str, path: &'static str, components: &'static [Component]) -> Mount {
+    Mount { key, path, components }
+}
+
+/// Which Kamaji status field (`status.certificates.*`, `status.kubeconfig.*`,
+/// `status.storage.certificate`, `status.addons.konnectivity.*`) reports a Secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StatusField {
+    /// `status.certificates.ca` (the CA of the last completed rollout).
+    Ca,
+    /// `status.certificates.frontProxyCA`.
+    FrontProxyCa,
+    /// `status.certificates.sa`.
+    ServiceAccount,
+    /// `status.certificates.apiServer`.
+    ApiServer,
+    /// `status.certificates.apiServerKubeletClient`.
+    ApiServerKubeletClient,
+    /// `status.certificates.frontProxyClient`.
+    FrontProxyClient,
+    /// `status.storage.certificate`.
+    DatastoreCertificate,
+    /// `status.addons.konnectivity.certificate`.
+    KonnectivityCertificate,
+    /// `status.kubeconfig.admin`.
+    AdminKubeconfig,
+    /// `status.kubeconfig.controllerManager`.
+    ControllerManagerKubeconfig,
+    /// `status.kubeconfig.scheduler`.
+    SchedulerKubeconfig,
+    /// `status.addons.konnectivity.kubeconfig`.
+    KonnectivityKubeconfig,
+}
+
 /// One certificate of a tenant and where it lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CertificateSpec {
@@ -190,6 +261,10 @@ pub struct CertificateSpec {
     pub output: Output,
     /// Which tenants need it.
     pub when: When,
+    /// Where the control-plane pod mounts its data keys.
+    pub mounts: &'static [Mount],
+    /// The status field reporting its Secret.
+    pub status: StatusField,
 }
 
 impl CertificateSpec {
@@ -232,6 +307,10 @@ pub struct AuthoritySpec {
     pub cert_keys: &'static [&'static str],
     /// Data keys that each hold the private key (the first is the canonical one).
     pub key_keys: &'static [&'static str],
+    /// Where the control-plane pod mounts its data keys.
+    pub mounts: &'static [Mount],
+    /// The status field reporting its Secret.
+    pub status: StatusField,
 }
 
 /// The service-account signing key pair and its Secret layout.
@@ -245,6 +324,10 @@ pub struct KeyPairSpec {
     pub public_key: &'static str,
     /// Data key of the private key.
     pub private_key: &'static str,
+    /// Where the control-plane pod mounts its data keys.
+    pub mounts: &'static [Mount],
+    /// The status field reporting its Secret.
+    pub status: StatusField,
 }
 
 /// The tenant CA. `tls.*` repeat the CA for Cluster API, as Kamaji does.
@@ -254,6 +337,13 @@ pub const TENANT_CA: AuthoritySpec = AuthoritySpec {
     common_name: "kubernetes",
     cert_keys: &["ca.crt", "tls.crt"],
     key_keys: &["ca.key", "tls.key"],
+    mounts: &[
+        // The API server trusts it for clients; the controller-manager signs kubelet
+        // certificates with it and publishes it as kube-root-ca.crt.
+        mount("ca.crt", "pki/ca.crt", &[Component::ApiServer, Component::ControllerManager]),
+        mount("ca.key", "pki/ca.key", &[Component::ControllerManager]),
+    ],
+    status: StatusField::Ca,
 };
 
 /// The front-proxy (aggregation layer) CA.
@@ -263,6 +353,12 @@ pub const FRONT_PROXY_CA: AuthoritySpec = AuthoritySpec {
     common_name: "front-proxy-ca",
     cert_keys: &["front-proxy-ca.crt"],
     key_keys: &["front-proxy-ca.key"],
+    mounts: &[mount(
+        "front-proxy-ca.crt",
+        "pki/front-proxy-ca.crt",
+        &[Component::ApiServer, Component::ControllerManager],
+    )],
+    status: StatusField::FrontProxyCa,
 };
 
 /// The tenant's own CAs, in `check-expiration` order.
@@ -274,6 +370,11 @@ pub const SERVICE_ACCOUNT: KeyPairSpec = KeyPairSpec {
     secret_suffix: "sa-certificate",
     public_key: "sa.pub",
     private_key: "sa.key",
+    mounts: &[
+        mount("sa.pub", "pki/sa.pub", &[Component::ApiServer]),
+        mount("sa.key", "pki/sa.key", &[Component::ApiServer, Component::ControllerManager]),
+    ],
+    status: StatusField::ServiceAccount,
 };
 
 const SERVER: &[Usage] = &[Usage::ServerAuth];
@@ -291,6 +392,7 @@ const fn x509(
     organization: Option<&'static str>,
     usages: &'static [Usage],
     signer: Signer,
+    status: StatusField,
 ) -> CertificateSpec {
     CertificateSpec {
         name,
@@ -304,6 +406,8 @@ const fn x509(
         sans: Sans::None,
         output: Output::Pem { cert, key, ca: None },
         when: When::Always,
+        mounts: &[],
+        status,
     }
 }
 
@@ -313,6 +417,7 @@ const fn kubeconfig(
     common_name: &'static str,
     organization: Option<&'static str>,
     server: Server,
+    status: StatusField,
 ) -> CertificateSpec {
     CertificateSpec {
         name: key,
@@ -326,16 +431,23 @@ const fn kubeconfig(
         sans: Sans::None,
         output: Output::Kubeconfig { key, server },
         when: When::Always,
+        mounts: &[],
+        status,
     }
 }
 
 const CLUSTER_ADMINS: Option<&str> = Some("kubeadm:cluster-admins");
 const SYSTEM_MASTERS: Option<&str> = Some("system:masters");
+const API_SERVER: &[Component] = &[Component::ApiServer];
 
 /// Every leaf certificate and kubeconfig of a tenant (DESIGN.md section 2).
 pub static CATALOG: &[CertificateSpec] = &[
     CertificateSpec {
         sans: Sans::ApiServer,
+        mounts: &[
+            mount("apiserver.crt", "pki/apiserver.crt", API_SERVER),
+            mount("apiserver.key", "pki/apiserver.key", API_SERVER),
+        ],
         ..x509(
             "apiserver",
             "api-server-certificate",
@@ -345,28 +457,51 @@ pub static CATALOG: &[CertificateSpec] = &[
             None,
             SERVER,
             Signer::TenantCa,
+            StatusField::ApiServer,
         )
     },
-    x509(
-        "apiserver-kubelet-client",
-        "api-server-kubelet-client-certificate",
-        "apiserver-kubelet-client.crt",
-        "apiserver-kubelet-client.key",
-        "kube-apiserver-kubelet-client",
-        CLUSTER_ADMINS,
-        CLIENT,
-        Signer::TenantCa,
-    ),
-    x509(
-        "front-proxy-client",
-        "front-proxy-client-certificate",
-        "front-proxy-client.crt",
-        "front-proxy-client.key",
-        "front-proxy-client",
-        None,
-        CLIENT,
-        Signer::FrontProxyCa,
-    ),
+    CertificateSpec {
+        mounts: &[
+            mount(
+                "apiserver-kubelet-client.crt",
+                "pki/apiserver-kubelet-client.crt",
+                API_SERVER,
+            ),
+            mount(
+                "apiserver-kubelet-client.key",
+                "pki/apiserver-kubelet-client.key",
+                API_SERVER,
+            ),
+        ],
+        ..x509(
+            "apiserver-kubelet-client",
+            "api-server-kubelet-client-certificate",
+            "apiserver-kubelet-client.crt",
+            "apiserver-kubelet-client.key",
+            "kube-apiserver-kubelet-client",
+            CLUSTER_ADMINS,
+            CLIENT,
+            Signer::TenantCa,
+            StatusField::ApiServerKubeletClient,
+        )
+    },
+    CertificateSpec {
+        mounts: &[
+            mount("front-proxy-client.crt", "pki/front-proxy-client.crt", API_SERVER),
+            mount("front-proxy-client.key", "pki/front-proxy-client.key", API_SERVER),
+        ],
+        ..x509(
+            "front-proxy-client",
+            "front-proxy-client-certificate",
+            "front-proxy-client.crt",
+            "front-proxy-client.key",
+            "front-proxy-client",
+            None,
+            CLIENT,
+            Signer::FrontProxyCa,
+            StatusField::FrontProxyClient,
+        )
+    },
     CertificateSpec {
         common_name: CommonName::DatastoreUser,
         output: Output::Pem {
@@ -375,6 +510,11 @@ pub static CATALOG: &[CertificateSpec] = &[
             ca: Some("ca.crt"),
         },
         when: When::EtcdDatastore,
+        mounts: &[
+            mount("ca.crt", "pki/etcd/ca.crt", API_SERVER),
+            mount("server.crt", "pki/etcd/server.crt", API_SERVER),
+            mount("server.key", "pki/etcd/server.key", API_SERVER),
+        ],
         ..x509(
             "datastore",
             "datastore-certificate",
@@ -384,11 +524,16 @@ pub static CATALOG: &[CertificateSpec] = &[
             None,
             CLIENT,
             Signer::DatastoreCa,
+            StatusField::DatastoreCertificate,
         )
     },
     CertificateSpec {
         secret_type: SecretType::Tls,
         when: When::Konnectivity,
+        mounts: &[
+            mount("tls.crt", "pki/konnectivity/tls.crt", &[Component::Konnectivity]),
+            mount("tls.key", "pki/konnectivity/tls.key", &[Component::Konnectivity]),
+        ],
         ..x509(
             "konnectivity",
             "konnectivity-certificate",
@@ -398,6 +543,7 @@ pub static CATALOG: &[CertificateSpec] = &[
             None,
             CLIENT_SERVER,
             Signer::TenantCa,
+            StatusField::KonnectivityCertificate,
         )
     },
     kubeconfig(
@@ -406,6 +552,7 @@ pub static CATALOG: &[CertificateSpec] = &[
         "kubernetes-admin",
         CLUSTER_ADMINS,
         Server::ControlPlaneEndpoint,
+        StatusField::AdminKubeconfig,
     ),
     kubeconfig(
         "admin.svc",
@@ -413,6 +560,7 @@ pub static CATALOG: &[CertificateSpec] = &[
         "kubernetes-admin",
         CLUSTER_ADMINS,
         Server::Service,
+        StatusField::AdminKubeconfig,
     ),
     kubeconfig(
         "super-admin.conf",
@@ -420,6 +568,7 @@ pub static CATALOG: &[CertificateSpec] = &[
         "kubernetes-super-admin",
         SYSTEM_MASTERS,
         Server::ControlPlaneEndpoint,
+        StatusField::AdminKubeconfig,
     ),
     kubeconfig(
         "super-admin.svc",
@@ -427,32 +576,152 @@ pub static CATALOG: &[CertificateSpec] = &[
         "kubernetes-super-admin",
         SYSTEM_MASTERS,
         Server::Service,
-    ),
-    kubeconfig(
-        "controller-manager.conf",
-        "controller-manager-kubeconfig",
-        "system:kube-controller-manager",
-        None,
-        Server::Loopback,
-    ),
-    kubeconfig(
-        "scheduler.conf",
-        "scheduler-kubeconfig",
-        "system:kube-scheduler",
-        None,
-        Server::Loopback,
+        StatusField::AdminKubeconfig,
     ),
     CertificateSpec {
+        mounts: &[mount(
+            "controller-manager.conf",
+            "controller-manager.conf",
+            &[Component::ControllerManager],
+        )],
+        ..kubeconfig(
+            "controller-manager.conf",
+            "controller-manager-kubeconfig",
+            "system:kube-controller-manager",
+            None,
+            Server::Loopback,
+            StatusField::ControllerManagerKubeconfig,
+        )
+    },
+    CertificateSpec {
+        mounts: &[mount("scheduler.conf", "scheduler.conf", &[Component::Scheduler])],
+        ..kubeconfig(
+            "scheduler.conf",
+            "scheduler-kubeconfig",
+            "system:kube-scheduler",
+            None,
+            Server::Loopback,
+            StatusField::SchedulerKubeconfig,
+        )
+    },
+    CertificateSpec {
         when: When::Konnectivity,
+        mounts: &[mount(
+            "konnectivity-server.conf",
+            "konnectivity-server.conf",
+            &[Component::Konnectivity],
+        )],
         ..kubeconfig(
             "konnectivity-server.conf",
             "konnectivity-kubeconfig",
             "system:konnectivity-server",
             None,
             Server::Loopback,
+            StatusField::KonnectivityKubeconfig,
         )
     },
 ];
+
+/// One row of the tenant's PKI, whatever its kind: a CA, the service-account
+/// key pair, or a leaf certificate/kubeconfig. The Deployment's volumes, the
+/// status fields and the reconciler's list of Secrets iterate [`rows`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Row {
+    /// A self-signed CA of the tenant.
+    Authority(&'static AuthoritySpec),
+    /// The service-account signing key pair.
+    KeyPair(&'static KeyPairSpec),
+    /// A leaf certificate or kubeconfig.
+    Leaf(&'static CertificateSpec),
+}
+
+impl Row {
+    /// The Secret is `<tcp>-<suffix>`.
+    pub const fn secret_suffix(&self) -> &'static str {
+        match self {
+            Row::Authority(a) => a.secret_suffix,
+            Row::KeyPair(k) => k.secret_suffix,
+            Row::Leaf(l) => l.secret_suffix,
+        }
+    }
+
+    /// The Secret's type.
+    pub const fn secret_type(&self) -> SecretType {
+        match self {
+            Row::Leaf(l) => l.secret_type,
+            _ => SecretType::Opaque,
+        }
+    }
+
+    /// The lifecycle label of its Secret (CAs and the key pair carry none).
+    pub const fn lifecycle(&self) -> Option<Lifecycle> {
+        match self {
+            Row::Leaf(l) => Some(l.lifecycle),
+            _ => None,
+        }
+    }
+
+    /// Where the pod mounts it.
+    pub const fn mounts(&self) -> &'static [Mount] {
+        match self {
+            Row::Authority(a) => a.mounts,
+            Row::KeyPair(k) => k.mounts,
+            Row::Leaf(l) => l.mounts,
+        }
+    }
+
+    /// The status field reporting its Secret.
+    pub const fn status(&self) -> StatusField {
+        match self {
+            Row::Authority(a) => a.status,
+            Row::KeyPair(k) => k.status,
+            Row::Leaf(l) => l.status,
+        }
+    }
+
+    /// Every data key it writes.
+    pub fn data_keys(&self) -> Vec<&'static str> {
+        match self {
+            Row::Authority(a) => a.cert_keys.iter().chain(a.key_keys).copied().collect(),
+            Row::KeyPair(k) => vec![k.public_key, k.private_key],
+            Row::Leaf(l) => l.data_keys(),
+        }
+    }
+
+    /// Whether it applies to a tenant with these features.
+    pub const fn applies(&self, konnectivity: bool, etcd_datastore: bool) -> bool {
+        match self {
+            Row::Leaf(l) => l.applies(konnectivity, etcd_datastore),
+            _ => true,
+        }
+    }
+}
+
+/// Every row of the tenant's PKI: CAs first, then the key pair, then the leaves
+/// (the order they are issued in: nothing before what signs it).
+pub fn rows() -> impl Iterator<Item = Row> {
+    AUTHORITIES
+        .iter()
+        .map(Row::Authority)
+        .chain(std::iter::once(Row::KeyPair(&SERVICE_ACCOUNT)))
+        .chain(CATALOG.iter().map(Row::Leaf))
+}
+
+/// The distinct Secret suffixes of every row, in [`rows`] order.
+pub fn secret_suffixes() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for row in rows() {
+        if !out.contains(&row.secret_suffix()) {
+            out.push(row.secret_suffix());
+        }
+    }
+    out
+}
+
+/// The rows of the Secret `<tcp>-<suffix>`.
+pub fn rows_of_secret(suffix: &str) -> impl Iterator<Item = Row> + '_ {
+    rows().filter(move |row| row.secret_suffix() == suffix)
+}
 
 /// The row named `name` (`apiserver`, `admin.conf`, ...).
 pub fn find(name: &str) -> Option<&'static CertificateSpec> {

@@ -57,6 +57,11 @@ pub struct ManagerArgs {
     /// for key generation (0 disables the pool).
     #[arg(long, default_value_t = 16, help_heading = "Certificates")]
     pub key_pool_size: usize,
+    /// A tenant's control plane rolls once its mounted material has been unchanged this
+    /// long, so a burst of rotations is one rollout (rotated Secrets are written at once;
+    /// `0` rolls on every change).
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, help_heading = "Certificates")]
+    pub rollout_batch_window: Duration,
     /// DataStore used by TenantControlPlanes that set no spec.dataStore.
     #[arg(long, help_heading = "Controllers")]
     pub datastore: Option<String>,
@@ -215,15 +220,34 @@ impl ManagerArgs {
 
 /// A client for the management cluster.
 pub async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Client> {
-    let config = match kubeconfig {
+    Ok(Client::try_from(config(kubeconfig).await?)?)
+}
+
+/// A client for the management cluster that counts its requests in `metrics`
+/// (`kamaji_kube_requests_total`): at steady state the operator sends none.
+pub async fn counted_client(
+    kubeconfig: Option<&PathBuf>,
+    metrics: Arc<crate::runtime::metrics::Metrics>,
+) -> anyhow::Result<Client> {
+    let layer = tower::util::MapRequestLayer::new(move |request: ::http::Request<kube::client::Body>| {
+        let (verb, resource) = crate::runtime::requests::classify(request.method(), request.uri());
+        metrics.kube_request(verb, resource);
+        request
+    });
+    Ok(kube::client::ClientBuilder::try_from(config(kubeconfig).await?)?
+        .with_layer(&layer)
+        .build())
+}
+
+async fn config(kubeconfig: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
             Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
         }
         None => Config::infer().await?,
-    };
-    Ok(Client::try_from(config)?)
+    })
 }
 
 /// SIGTERM or Ctrl-C, seen by every holder of the receiver.
@@ -251,7 +275,8 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format, &args.log_level)?;
     let election = args.election()?;
     let mut shutdown = shutdown_signal()?;
-    let client = client(args.kubeconfig.as_ref()).await?;
+    let metrics = Arc::new(crate::runtime::metrics::Metrics::new());
+    let client = counted_client(args.kubeconfig.as_ref(), metrics.clone()).await?;
     if let Some(pool) = crate::pki::pool::install(args.key_algorithm, args.key_pool_size) {
         info!(algorithm = %pool.algorithm(), size = pool.capacity(), "pre-generating keys in the background");
     }
@@ -263,6 +288,7 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
         watch_namespace: args.watch_namespace.clone(),
         max_concurrent_reconciles: args.max_concurrent_tcp_reconciles.max(1),
         tenant_cluster_setup: args.tenant_cluster_setup,
+        batch_window: args.rollout_batch_window,
         ..Settings::default()
     };
     info!(
@@ -281,7 +307,6 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
              every certificate is rotated once right after it is issued, then reported as expiring"
         );
     }
-    let metrics = Arc::new(crate::runtime::metrics::Metrics::new());
     let ctx = Arc::new(Context::with_metrics(client.clone(), settings, metrics.clone()));
 
     let health = Health::default();

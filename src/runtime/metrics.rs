@@ -124,6 +124,16 @@ pub struct Metrics {
     reconciles: Family<ControllerLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     durations: Family<ControllerLabels, Histogram, fn() -> Histogram>,
+    requests: Family<RequestLabels, Counter>,
+}
+
+/// Labels of the API request counter: the verb and the resource (bounded).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`.
+    pub verb: &'static str,
+    /// The resource (`secrets`, `deployments`, `tenantcontrolplanes`, ...).
+    pub resource: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -154,6 +164,12 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let durations = Family::<ControllerLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             duration_histogram as fn() -> Histogram,
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "kamaji_kube_requests",
+            "Requests the operator sent to the management cluster's API server, per verb and resource",
+            requests.clone(),
         );
         registry.register(
             "kamaji_certificate_expiration_timestamp_seconds",
@@ -194,7 +210,13 @@ impl Metrics {
             reconciles,
             errors,
             durations,
+            requests,
         }
+    }
+
+    /// Counts one request to the API server.
+    pub fn kube_request(&self, verb: &'static str, resource: String) {
+        self.requests.get_or_create(&RequestLabels { verb, resource }).inc();
     }
 
     /// The metrics in the OpenMetrics text format (see [`CONTENT_TYPE`]).

@@ -8,5 +8,6 @@ pub mod manager;
 pub mod metrics;
 pub mod process;
 pub mod rbac;
+pub mod requests;
 pub mod telemetry;
 pub mod tenant_status;

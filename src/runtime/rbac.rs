@@ -119,8 +119,8 @@ pub const API_ACCESS: &[ApiAccess] = &[
         why: "tenant certificates and kubeconfigs (applied, watched by label), DataStore \
               CA and client certificate Secrets (read by name), rotation requests (annotated)",
         used_by: &[
-            ("src/controllers/tenant_control_plane/secrets.rs", "Patch::Apply"),
-            ("src/controllers/tenant_control_plane/secrets.rs", ".list("),
+            ("src/controllers/tenant_control_plane/apply.rs", "Patch::Apply"),
+            ("src/controllers/tenant_control_plane/observe.rs", "get::<Secret>"),
             ("src/controllers/tenant_control_plane/datastore.rs", ".get_opt("),
             ("src/controllers/tenant_control_plane/mod.rs", ".owns(secrets"),
             (
@@ -137,14 +137,12 @@ pub const API_ACCESS: &[ApiAccess] = &[
         kind: "Service",
         resource: "services",
         namespaced: true,
-        verbs: &["create", "list", "patch", "watch"],
+        verbs: &["create", "get", "list", "patch", "watch"],
         scope: Scope::Cluster,
-        why: "each tenant's API server Service (applied, watched by label)",
+        why: "each tenant's API server Service (read by name, applied, watched by label)",
         used_by: &[
-            (
-                "src/controllers/tenant_control_plane/mod.rs",
-                "services\n        .patch(",
-            ),
+            ("src/controllers/tenant_control_plane/observe.rs", "get::<Service>"),
+            ("src/controllers/tenant_control_plane/apply.rs", "Object::Service"),
             ("src/controllers/tenant_control_plane/mod.rs", ".owns(services"),
         ],
     },
@@ -154,14 +152,12 @@ pub const API_ACCESS: &[ApiAccess] = &[
         kind: "Deployment",
         resource: "deployments",
         namespaced: true,
-        verbs: &["create", "list", "patch", "watch"],
+        verbs: &["create", "get", "list", "patch", "watch"],
         scope: Scope::Cluster,
-        why: "each tenant's control-plane Deployment (applied, watched by label for rollouts)",
+        why: "each tenant's control-plane Deployment (read by name, applied, watched by label for rollouts)",
         used_by: &[
-            (
-                "src/controllers/tenant_control_plane/mod.rs",
-                ".patch(&tenant.name, &apply, &Patch::Apply(&desired))",
-            ),
+            ("src/controllers/tenant_control_plane/observe.rs", "get::<Deployment>"),
+            ("src/controllers/tenant_control_plane/apply.rs", "Object::Deployment"),
             ("src/controllers/tenant_control_plane/mod.rs", ".owns(deployments"),
         ],
     },
@@ -175,7 +171,7 @@ pub const API_ACCESS: &[ApiAccess] = &[
         scope: Scope::Cluster,
         why: "events on tenants and Secrets (kube's Recorder creates, then patches repeats)",
         used_by: &[
-            ("src/controllers/tenant_control_plane/mod.rs", "recorder.publish("),
+            ("src/controllers/tenant_control_plane/events.rs", "recorder.publish("),
             ("src/controllers/certificate_lifecycle.rs", "recorder.publish("),
             ("src/controllers/tenant_cluster.rs", "recorder.publish("),
         ],

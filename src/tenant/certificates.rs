@@ -51,7 +51,7 @@ impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reason::Created => f.write_str("created"),
-            Reason::RotationRequested => f.write_str("rotation requested"),
+            Reason::RotationRequested => f.write_str("asked for with certs.kamaji.clastix.io/rotate"),
             Reason::CaDeleted => f.write_str("the CA Secret was deleted"),
             Reason::Stale(why) => f.write_str(why),
         }
@@ -129,14 +129,36 @@ impl Plan {
     }
 }
 
+/// Where the tenant's datastore client certificate comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum DatastoreSource<'a> {
+    /// The DataStore could not be read: its certificate is left as it is.
+    Unknown,
+    /// etcd: signed by the DataStore's CA.
+    Ca(&'a Authority),
+    /// Other drivers (an external PKI): copied from the DataStore's `tlsConfig.clientCertificate`.
+    Copied(&'a SecretData),
+    /// The DataStore uses no client certificate.
+    None,
+}
+
+impl<'a> DatastoreSource<'a> {
+    fn ca(self) -> Option<&'a Authority> {
+        match self {
+            DatastoreSource::Ca(ca) => Some(ca),
+            _ => None,
+        }
+    }
+}
+
 /// What the plan is computed from.
 pub struct Inputs<'a> {
     /// The tenant's names, addresses and options.
     pub tenant: &'a TenantInputs,
     /// Stored PKI Secrets by suffix.
     pub stored: &'a StoredSecrets,
-    /// The DataStore CA (etcd driver only).
-    pub datastore_ca: Option<&'a Authority>,
+    /// The datastore client certificate's source.
+    pub datastore: DatastoreSource<'a>,
     /// A CA was already rolled out to this tenant (a missing CA Secret means it was deleted).
     pub provisioned: bool,
     /// Key algorithm, validity and the time of issuance.
@@ -209,23 +231,28 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
 
     let tenant_ca = authorities.get(catalog::TENANT_CA.secret_suffix);
     let front_proxy_ca = authorities.get(FRONT_PROXY_CA.secret_suffix);
+    let datastore_ca = inputs.datastore.ca();
     for suffix in catalog::leaf_secret_suffixes() {
         let rows: Vec<&CertificateSpec> = CATALOG
             .iter()
             .filter(|row| row.secret_suffix == suffix)
-            .filter(|row| row.applies(inputs.tenant.konnectivity, inputs.datastore_ca.is_some()))
+            .filter(|row| row.applies(inputs.tenant.konnectivity, datastore_ca.is_some()))
             .collect();
-        let Some(first) = rows.first() else { continue };
         let stored = inputs.stored.get(suffix);
         if stored.is_some_and(|s| s.paused) {
             continue;
         }
+        if let (DatastoreSource::Copied(copied), Some(row)) = (inputs.datastore, copied_row(suffix)) {
+            plan.writes.extend(copy_write(row, stored, copied, &rotate_value));
+            continue;
+        }
+        let Some(first) = rows.first() else { continue };
         // Every signer of the Secret's rows must be usable to issue it.
         let signer_of = |signer: Signer| -> Result<&Authority, Problem> {
             let (ca, ca_spec): (Option<&Authority>, Option<&AuthoritySpec>) = match signer {
                 Signer::TenantCa => (tenant_ca, Some(&catalog::TENANT_CA)),
                 Signer::FrontProxyCa => (front_proxy_ca, Some(&FRONT_PROXY_CA)),
-                Signer::DatastoreCa => (inputs.datastore_ca, None),
+                Signer::DatastoreCa => (datastore_ca, None),
             };
             let secret = ca_spec
                 .map(|s| inputs.tenant.secret_name(s.secret_suffix))
@@ -249,7 +276,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         let signers = Signers {
             ca: tenant_ca,
             front_proxy_ca,
-            datastore_ca: inputs.datastore_ca,
+            datastore_ca,
         };
         let reason = match stored {
             None => Some(Reason::Created),
@@ -283,6 +310,42 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         }
     }
     plan
+}
+
+/// The datastore row, when `suffix` is its Secret.
+fn copied_row(suffix: &str) -> Option<&'static CertificateSpec> {
+    CATALOG
+        .iter()
+        .find(|row| row.secret_suffix == suffix && row.signer == Signer::DatastoreCa)
+}
+
+/// The write of a datastore certificate copied from its DataStore: the same
+/// reasons as an issued one (missing, rotation requested, stale), the DataStore's
+/// bytes as data. A rotation request is answered by copying again.
+fn copy_write(
+    row: &'static CertificateSpec,
+    stored: Option<&Stored>,
+    copied: &SecretData,
+    rotate_value: &dyn Fn(Option<&Stored>, bool) -> Option<String>,
+) -> Option<Write> {
+    let reason = match stored {
+        None => Reason::Created,
+        Some(s) if s.rotate_requested => Reason::RotationRequested,
+        Some(s) if &s.data != copied => Reason::Stale(format!(
+            "{}: differs from the DataStore's tlsConfig.clientCertificate",
+            row.name
+        )),
+        Some(_) => return None,
+    };
+    Some(Write {
+        suffix: row.secret_suffix,
+        data: copied.clone(),
+        secret_type: row.secret_type,
+        lifecycle: Some(row.lifecycle),
+        rotate_annotation: rotate_value(stored, reason == Reason::RotationRequested),
+        reason,
+        is_tenant_ca: false,
+    })
 }
 
 fn plan_service_account(
@@ -326,16 +389,11 @@ fn plan_service_account(
 
 /// RFC 3339 in UTC, seconds precision: the value written to the rotate annotation.
 pub fn rfc3339(time: OffsetDateTime) -> String {
-    let t = time.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    let utc = time.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(time);
+    // Formatting a UTC time with seconds precision cannot fail; an empty value would
+    // read as a new rotation request, so fall back to the Unix time rather than to "".
+    utc.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| utc.unix_timestamp().to_string())
 }
 
 #[cfg(test)]
@@ -388,7 +446,7 @@ mod tests {
         plan(&Inputs {
             tenant: &tenant(),
             stored,
-            datastore_ca: Some(ca),
+            datastore: DatastoreSource::Ca(ca),
             provisioned,
             params: params(),
         })

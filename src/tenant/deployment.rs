@@ -10,7 +10,7 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
             Container, ContainerPort, HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe,
-            ProjectedVolumeSource, SecretProjection, SecretVolumeSource, Volume, VolumeMount,
+            ProjectedVolumeSource, SecretProjection, Volume, VolumeMount,
             VolumeProjection,
         },
     },
@@ -19,7 +19,10 @@ use k8s_openapi::{
 use sha2::{Digest, Sha256};
 
 use super::meta::{TenantRef, suffix};
-use crate::api::TenantControlPlaneSpec;
+use crate::{
+    api::TenantControlPlaneSpec,
+    pki::catalog::{self, Component, Row},
+};
 
 /// Pod-template annotation holding the checksum of every mounted Secret.
 pub const MATERIAL_CHECKSUM: &str = "kamaji.clastix.io/material-checksum";
@@ -33,76 +36,35 @@ const KONNECTIVITY_HEALTH_PORT: i32 = 8134;
 const KONNECTIVITY_IMAGE: &str = "registry.k8s.io/kas-network-proxy/proxy-server";
 const KONNECTIVITY_VERSION: &str = "v0.34.0";
 
-/// One file of the `/etc/kubernetes/pki` projected volume: (Secret suffix, data key, path).
-type PkiFile = (&'static str, &'static str, &'static str);
-
-/// The PKI directory as kubeadm lays it out, from the tenant's Secrets.
-const PKI_FILES: &[PkiFile] = &[
-    (suffix::CA, "ca.crt", "ca.crt"),
-    (suffix::CA, "ca.key", "ca.key"),
-    (suffix::FRONT_PROXY_CA, "front-proxy-ca.crt", "front-proxy-ca.crt"),
-    (suffix::SA, "sa.pub", "sa.pub"),
-    (suffix::SA, "sa.key", "sa.key"),
-    ("api-server-certificate", "apiserver.crt", "apiserver.crt"),
-    ("api-server-certificate", "apiserver.key", "apiserver.key"),
-    (
-        "api-server-kubelet-client-certificate",
-        "apiserver-kubelet-client.crt",
-        "apiserver-kubelet-client.crt",
-    ),
-    (
-        "api-server-kubelet-client-certificate",
-        "apiserver-kubelet-client.key",
-        "apiserver-kubelet-client.key",
-    ),
-    (
-        "front-proxy-client-certificate",
-        "front-proxy-client.crt",
-        "front-proxy-client.crt",
-    ),
-    (
-        "front-proxy-client-certificate",
-        "front-proxy-client.key",
-        "front-proxy-client.key",
-    ),
-    (suffix::DATASTORE_CERTIFICATE, "ca.crt", "etcd/ca.crt"),
-    (suffix::DATASTORE_CERTIFICATE, "server.crt", "etcd/server.crt"),
-    (suffix::DATASTORE_CERTIFICATE, "server.key", "etcd/server.key"),
-];
-
-/// Konnectivity files, only with the addon.
-const KONNECTIVITY_PKI_FILES: &[PkiFile] = &[
-    ("konnectivity-certificate", "tls.crt", "konnectivity/tls.crt"),
-    ("konnectivity-certificate", "tls.key", "konnectivity/tls.key"),
-];
-
-/// Kubeconfig Secrets mounted whole into one container each: (suffix, data key, container).
-const KUBECONFIG_MOUNTS: &[(&str, &str, &str)] = &[
-    (
-        "controller-manager-kubeconfig",
-        "controller-manager.conf",
-        "kube-controller-manager",
-    ),
-    ("scheduler-kubeconfig", "scheduler.conf", "kube-scheduler"),
-];
-const KONNECTIVITY_KUBECONFIG: (&str, &str, &str) = (
-    "konnectivity-kubeconfig",
-    "konnectivity-server.conf",
-    "konnectivity-server",
-);
+/// The rows that apply to a tenant, with or without the konnectivity addon (the
+/// control plane only runs on etcd DataStores, so the datastore row applies).
+fn applying_rows(konnectivity: bool) -> impl Iterator<Item = Row> {
+    catalog::rows().filter(move |row| row.applies(konnectivity, true))
+}
 
 /// Suffixes of every Secret the pods mount: a change to any of them must roll
 /// the Deployment, so the checksum covers exactly these.
 pub fn mounted_secret_suffixes(konnectivity: bool) -> Vec<&'static str> {
-    let mut suffixes: Vec<&str> = PKI_FILES.iter().map(|(s, _, _)| *s).collect();
-    suffixes.extend(KUBECONFIG_MOUNTS.iter().map(|(s, _, _)| *s));
-    if konnectivity {
-        suffixes.extend(KONNECTIVITY_PKI_FILES.iter().map(|(s, _, _)| *s));
-        suffixes.push(KONNECTIVITY_KUBECONFIG.0);
-    }
+    let mut suffixes: Vec<&str> = applying_rows(konnectivity)
+        .filter(|row| !row.mounts().is_empty())
+        .map(|row| row.secret_suffix())
+        .collect();
     suffixes.sort_unstable();
     suffixes.dedup();
     suffixes
+}
+
+/// The material checksum the Deployment's pod template carries now.
+pub fn deployed_checksum(deployment: &Deployment) -> Option<String> {
+    deployment
+        .spec
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(MATERIAL_CHECKSUM)
+        .cloned()
 }
 
 /// Checksum over the data of the mounted Secrets, by suffix, in a stable order.
@@ -164,27 +126,11 @@ pub fn desired(
     if let Some(addon) = spec.konnectivity() {
         containers.push(konnectivity_server(tenant, spec, addon));
     }
-    let mut volumes = vec![pki_volume(tenant, konnectivity)];
-    let mut kubeconfigs: Vec<_> = KUBECONFIG_MOUNTS.to_vec();
-    if konnectivity {
-        kubeconfigs.push(KONNECTIVITY_KUBECONFIG);
-    }
-    for (secret_suffix, key, _) in &kubeconfigs {
-        volumes.push(Volume {
-            name: secret_suffix.to_string(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(tenant.object_name(secret_suffix)),
-                items: Some(vec![KeyToPath {
-                    key: key.to_string(),
-                    path: key.to_string(),
-                    ..KeyToPath::default()
-                }]),
-                default_mode: Some(0o640),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        });
-    }
+    let components = components(konnectivity);
+    let volumes = components
+        .iter()
+        .map(|component| files_volume(tenant, *component, konnectivity))
+        .collect();
     Deployment {
         metadata: {
             let mut meta = tenant.object_meta(suffix::DEPLOYMENT);
@@ -229,17 +175,32 @@ pub fn desired(
     }
 }
 
-fn pki_volume(tenant: &TenantRef, konnectivity: bool) -> Volume {
+/// The containers of the pod.
+fn components(konnectivity: bool) -> Vec<Component> {
+    let mut components = vec![
+        Component::ApiServer,
+        Component::ControllerManager,
+        Component::Scheduler,
+    ];
+    if konnectivity {
+        components.push(Component::Konnectivity);
+    }
+    components
+}
+
+/// The volume of one container's files: every catalog mount of that container,
+/// laid out below `/etc/kubernetes` as kubeadm does. A container sees only what it
+/// uses (the CA key only in the controller-manager).
+fn files_volume(tenant: &TenantRef, component: Component, konnectivity: bool) -> Volume {
     let mut by_secret: BTreeMap<&str, Vec<KeyToPath>> = BTreeMap::new();
-    let files = PKI_FILES
-        .iter()
-        .chain(if konnectivity { KONNECTIVITY_PKI_FILES } else { &[] });
-    for (secret_suffix, key, path) in files {
-        by_secret.entry(secret_suffix).or_default().push(KeyToPath {
-            key: key.to_string(),
-            path: path.to_string(),
-            ..KeyToPath::default()
-        });
+    for row in applying_rows(konnectivity) {
+        for m in row.mounts().iter().filter(|m| m.components.contains(&component)) {
+            by_secret.entry(row.secret_suffix()).or_default().push(KeyToPath {
+                key: m.key.to_string(),
+                path: m.path.to_string(),
+                ..KeyToPath::default()
+            });
+        }
     }
     let sources = by_secret
         .into_iter()
@@ -253,7 +214,7 @@ fn pki_volume(tenant: &TenantRef, konnectivity: bool) -> Volume {
         })
         .collect();
     Volume {
-        name: "pki".into(),
+        name: volume_name(component),
         projected: Some(ProjectedVolumeSource {
             sources: Some(sources),
             default_mode: Some(0o640),
@@ -261,6 +222,15 @@ fn pki_volume(tenant: &TenantRef, konnectivity: bool) -> Volume {
         }),
         ..Volume::default()
     }
+}
+
+fn volume_name(component: Component) -> String {
+    format!("{}-files", component.container())
+}
+
+/// The mount of a container's files volume at `/etc/kubernetes`.
+fn files_mount(component: Component) -> VolumeMount {
+    mount(&volume_name(component), KUBECONFIG_DIR)
 }
 
 fn mount(name: &str, path: &str) -> VolumeMount {
@@ -369,7 +339,7 @@ fn api_server(spec: &TenantControlPlaneSpec, datastore: &DatastoreWiring) -> Con
         liveness_probe: Some(https_probe("/livez", network.port, 8)),
         readiness_probe: Some(https_probe("/readyz", network.port, 3)),
         startup_probe: Some(https_probe("/livez", network.port, 24)),
-        volume_mounts: Some(vec![mount("pki", PKI_DIR)]),
+        volume_mounts: Some(vec![files_mount(Component::ApiServer)]),
         ..Container::default()
     }
 }
@@ -404,16 +374,7 @@ fn controller_manager(tenant: &TenantRef, spec: &TenantControlPlaneSpec) -> Cont
         args: Some(flags(&args)),
         liveness_probe: Some(https_probe("/healthz", CONTROLLER_MANAGER_PORT, 8)),
         startup_probe: Some(https_probe("/healthz", CONTROLLER_MANAGER_PORT, 24)),
-        volume_mounts: Some(vec![
-            mount("pki", PKI_DIR),
-            VolumeMount {
-                sub_path: Some("controller-manager.conf".into()),
-                ..mount(
-                    "controller-manager-kubeconfig",
-                    &format!("{KUBECONFIG_DIR}/controller-manager.conf"),
-                )
-            },
-        ]),
+        volume_mounts: Some(vec![files_mount(Component::ControllerManager)]),
         ..Container::default()
     }
 }
@@ -434,13 +395,7 @@ fn scheduler(spec: &TenantControlPlaneSpec) -> Container {
         args: Some(flags(&args)),
         liveness_probe: Some(https_probe("/healthz", SCHEDULER_PORT, 8)),
         startup_probe: Some(https_probe("/healthz", SCHEDULER_PORT, 24)),
-        volume_mounts: Some(vec![VolumeMount {
-            sub_path: Some("scheduler.conf".into()),
-            ..mount(
-                "scheduler-kubeconfig",
-                &format!("{KUBECONFIG_DIR}/scheduler.conf"),
-            )
-        }]),
+        volume_mounts: Some(vec![files_mount(Component::Scheduler)]),
         ..Container::default()
     }
 }
@@ -492,16 +447,7 @@ fn konnectivity_server(
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
         }]),
-        volume_mounts: Some(vec![
-            mount("pki", PKI_DIR),
-            VolumeMount {
-                sub_path: Some("konnectivity-server.conf".into()),
-                ..mount(
-                    "konnectivity-kubeconfig",
-                    &format!("{KUBECONFIG_DIR}/konnectivity-server.conf"),
-                )
-            },
-        ]),
+        volume_mounts: Some(vec![files_mount(Component::Konnectivity)]),
         ..Container::default()
     }
 }

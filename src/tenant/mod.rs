@@ -4,7 +4,10 @@
 
 pub mod bootstrap;
 pub mod certificates;
+pub mod datastore;
+pub mod desired;
 pub mod deployment;
+pub mod derive;
 pub mod meta;
 pub mod service;
 pub mod status;

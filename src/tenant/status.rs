@@ -66,6 +66,9 @@ pub struct Inputs<'a> {
     pub rolled_out_ca_checksum: Option<&'a str>,
     /// The Deployment, if it exists.
     pub rollout: Option<Rollout>,
+    /// The Deployment's pod template carries the material now stored (a rollout held
+    /// for a batch to settle has not started yet).
+    pub material_rolled_out: bool,
 }
 
 /// The derived version status, and what to record once it holds.
@@ -84,7 +87,7 @@ pub struct Derived {
 /// the last completed rollout ran with.
 pub fn derive(inputs: &Inputs<'_>) -> Derived {
     let rollout = inputs.rollout.unwrap_or_default();
-    let complete = inputs.rollout.is_some() && rollout.complete();
+    let complete = inputs.rollout.is_some() && rollout.complete() && inputs.material_rolled_out;
     let ca_changed = inputs
         .rolled_out_ca_checksum
         .is_some_and(|c| c != inputs.stored_ca_checksum);
@@ -131,10 +134,23 @@ pub fn set_condition(
     message: String,
     generation: Option<i64>,
 ) {
+    set_condition_at(conditions, type_, status, reason, message, generation, Timestamp::now());
+}
+
+/// [`set_condition`] at a given time (a flip's lastTransitionTime).
+pub fn set_condition_at(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
     let status = if status { "True" } else { "False" }.to_string();
     if let Some(existing) = conditions.iter_mut().find(|c| c.type_ == type_) {
         if existing.status != status {
-            existing.last_transition_time = Time(Timestamp::now());
+            existing.last_transition_time = Time(now);
         }
         existing.status = status;
         existing.reason = reason.to_string();
@@ -148,7 +164,7 @@ pub fn set_condition(
         reason: reason.to_string(),
         message,
         observed_generation: generation,
-        last_transition_time: Time(Timestamp::now()),
+        last_transition_time: Time(now),
     });
 }
 
@@ -178,6 +194,7 @@ mod tests {
             stored_ca_checksum: "ca-2",
             rolled_out_ca_checksum: rolled_ca,
             rollout: r,
+            material_rolled_out: true,
         }
     }
 

@@ -15,7 +15,7 @@ use std::{
 use k8s_openapi::{
     ByteString,
     api::{
-        apps::v1::{Deployment, ReplicaSet},
+        apps::v1::ReplicaSet,
         core::v1::{Event, Secret},
     },
     apimachinery::pkg::apis::meta::v1::OwnerReference,
@@ -192,22 +192,11 @@ async fn replica_sets(client: &Client, ns: &str, tenant: &str) -> Vec<String> {
 }
 
 async fn wait_rolled_out(client: &Client, ns: &str, tenant: &str) {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    eventually("the rollout to complete", Duration::from_secs(120), || async {
-        let d = deployments.get(tenant).await.ok()?;
-        let status = d.status?;
-        let want = d.spec.replicas.unwrap_or(1);
-        let done = status.observed_generation >= d.metadata.generation
-            && status.updated_replicas == Some(want)
-            && status.replicas == Some(want)
-            && status.ready_replicas == Some(want);
-        done.then_some(())
-    })
-    .await;
+    crate::support::wait_material_rolled_out(client, ns, tenant).await;
 }
 
 /// A free port on 127.0.0.1 for the manager's `/metrics`.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -215,7 +204,7 @@ fn free_port() -> u16 {
 }
 
 /// `GET /metrics` (HTTP/1.0, so the body ends with the connection).
-fn scrape(port: u16) -> Option<String> {
+pub(crate) fn scrape(port: u16) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     stream
@@ -229,7 +218,7 @@ fn scrape(port: u16) -> Option<String> {
 }
 
 /// The value of the sample `name{...}` whose labels include every `labels` pair.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {

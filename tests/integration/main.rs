@@ -9,6 +9,7 @@ mod drift;
 mod helm;
 mod leader;
 mod lifecycle;
+mod pipeline;
 mod rbac;
 mod rotation;
 mod tenant_apiserver;

@@ -131,18 +131,7 @@ async fn wait_rotated(ns: &str, selector: &str, count: usize) -> Vec<(String, St
 
 /// Waits until the Deployment has rolled out completely and the tenant is Ready.
 async fn wait_rolled_out(client: &Client, ns: &str) {
-    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), ns);
-    eventually("the rollout to complete", Duration::from_secs(120), || async {
-        let d = deployments.get(TENANT).await.ok()?;
-        let status = d.status?;
-        let want = d.spec.replicas.unwrap_or(1);
-        let done = status.observed_generation >= d.metadata.generation
-            && status.updated_replicas == Some(want)
-            && status.replicas == Some(want)
-            && status.ready_replicas == Some(want);
-        done.then_some(())
-    })
-    .await;
+    crate::support::wait_material_rolled_out(client, ns, TENANT).await;
 }
 
 #[tokio::test]

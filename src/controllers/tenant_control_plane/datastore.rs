@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 
 use crate::{
     api::{
@@ -13,39 +13,14 @@ use crate::{
     },
     controllers::{Context, Error},
     pki::{Authority, SecretData},
-    tenant::deployment::DatastoreWiring,
+    tenant::{
+        datastore::{Resolved, schema_and_user},
+        deployment::DatastoreWiring,
+    },
 };
 
-/// A DataStore, resolved for one tenant.
-pub struct Resolved {
-    /// DataStore name.
-    pub name: String,
-    /// Its driver.
-    pub driver: Driver,
-    /// etcd: the CA that signs the tenant's client certificate.
-    pub etcd_ca: Option<Authority>,
-    /// Other drivers: `ca.crt`, `server.crt`, `server.key` copied from the DataStore.
-    pub copied_certificate: Option<SecretData>,
-    /// How the API server reaches it.
-    pub wiring: DatastoreWiring,
-    /// Tenant schema in the datastore.
-    pub schema: String,
-    /// Tenant user in the datastore (CN of the etcd client certificate).
-    pub user: String,
-}
-
-/// Kamaji's default schema: `<namespace>_<name>` with dashes as underscores.
-pub fn default_schema(tcp_namespace: &str, tcp_name: &str) -> String {
-    format!("{tcp_namespace}_{tcp_name}").replace('-', "_")
-}
-
 /// Reads the tenant's DataStore and the material it references.
-pub async fn resolve(
-    ctx: &Context,
-    tcp: &TenantControlPlane,
-    namespace: &str,
-    name: &str,
-) -> Result<Resolved, Error> {
+pub async fn resolve(ctx: &Context, tcp: &TenantControlPlane) -> Result<Resolved, Error> {
     let datastore_name = tcp
         .spec
         .data_store
@@ -66,16 +41,7 @@ pub async fn resolve(
         name: datastore_name.clone(),
         reason,
     };
-    let schema = tcp
-        .spec
-        .data_store_schema
-        .clone()
-        .unwrap_or_else(|| default_schema(namespace, name));
-    let user = tcp
-        .spec
-        .data_store_username
-        .clone()
-        .unwrap_or_else(|| schema.clone());
+    let (schema, _) = schema_and_user(&tcp.spec, &tcp.namespace().unwrap_or_default(), &tcp.name_any());
     let spec = &datastore.spec;
     let tls = spec.tls_config.as_ref();
     let (etcd_ca, copied_certificate) = match spec.driver {
@@ -120,8 +86,6 @@ pub async fn resolve(
             etcd_servers: spec.endpoints.iter().map(|e| format!("{scheme}://{e}")).collect(),
             prefix: format!("/{schema}"),
         },
-        schema,
-        user,
     })
 }
 
@@ -176,53 +140,3 @@ async fn read(client: &Client, content: &ContentRef) -> Result<Vec<u8>, String> 
         })
 }
 
-/// How often a tenant whose DataStore client certificate expires within the deadline
-/// re-reads it: the source Secret is not watched, and the warning must not become a storm.
-pub const SOURCE_EXPIRING_RECHECK: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// A warning when the client certificate copied from a DataStore (MySQL, PostgreSQL,
-/// NATS: an external PKI) expires within `deadline`: copying it again cannot help,
-/// its source must be renewed.
-pub fn source_expiry_warning(
-    datastore: &str,
-    copied: &SecretData,
-    deadline: std::time::Duration,
-) -> Option<String> {
-    let inspection = crate::pki::inspect(
-        copied.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-        crate::pki::Lifecycle::X509,
-    )
-    .ok()?;
-    let earliest = inspection.earliest()?;
-    let now = time::OffsetDateTime::now_utc();
-    (earliest.not_after - deadline <= now).then(|| {
-        format!(
-            "the client certificate of DataStore {datastore} (tlsConfig.clientCertificate, serial {}) \
-             expires at {}, within the certificate expiration deadline ({}): renew it at its source; \
-             kamaji-rs copies the renewed certificate to the tenant",
-            earliest.serial,
-            crate::tenant::certificates::rfc3339(earliest.not_after),
-            humantime::format_duration(deadline)
-        )
-    })
-}
-
-/// `<tcp>-datastore-config` data; an existing password is kept.
-pub fn config_data(resolved: &Resolved, existing: Option<&SecretData>) -> SecretData {
-    let password = existing
-        .and_then(|d| d.get("DB_PASSWORD").cloned())
-        .filter(|p| !p.is_empty() || resolved.driver == Driver::Etcd)
-        .unwrap_or_else(|| match resolved.driver {
-            Driver::Etcd => Vec::new(),
-            _ => hex::encode(rand::random::<[u8; 16]>()).into_bytes(),
-        });
-    SecretData::from([
-        (
-            "DB_CONNECTION_STRING".into(),
-            resolved.wiring.etcd_servers.join(",").into_bytes(),
-        ),
-        ("DB_SCHEMA".into(), resolved.schema.clone().into_bytes()),
-        ("DB_USER".into(), resolved.user.clone().into_bytes()),
-        ("DB_PASSWORD".into(), password),
-    ])
-}

@@ -1,24 +1,29 @@
-//! The TenantControlPlane reconciler (DESIGN.md section 3): endpoint and
-//! Service, CAs and key pair, leaf certificates and kubeconfigs, datastore
-//! certificate and config, the Deployment with one checksum of all mounted
-//! material, then the status. Every step is derived from what is stored, so a
-//! restarted operator converges from wherever the last one stopped.
+//! The TenantControlPlane reconciler (DESIGN.md section 3), a pipeline:
+//! **observe** the tenant's objects by name, compute the **desired** objects
+//! (pure, [`crate::tenant::desired`]), **apply** them in one loop, **derive** the
+//! status (pure, [`crate::tenant::derive`]) and write it once. Every step is
+//! derived from what is stored, so a restarted operator converges from wherever
+//! the last one stopped.
 
+pub mod apply;
 pub mod datastore;
-pub mod secrets;
+pub mod events;
+pub mod observe;
 pub mod status;
 
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
+use k8s_openapi::{
+    api::{apps::v1::Deployment, core::v1::Service},
+    jiff::Timestamp,
+};
 use kube::{
-    Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    Api, ResourceExt,
     runtime::{
         Controller,
         controller::{Action, Config as ControllerConfig},
-        events::{Event, EventType},
+        events::EventType,
         reflector::ObjectRef,
         watcher,
     },
@@ -28,19 +33,16 @@ use tracing::{info, warn};
 
 use crate::{
     api::{
-        DataStore, TenantControlPlane,
-        datastore::Driver,
-        labels,
-        tenant_control_plane::{DeploymentStatus, KubernetesResourcesStatus, VersionStatus},
+        DataStore, TenantControlPlane, labels,
+        tenant_control_plane::{KubernetesVersionStatus, TenantControlPlaneStatus},
     },
     controllers::{Context, Error},
-    pki::{IssueParams, SecretData, TenantInputs, catalog::SecretType},
+    pki::IssueParams,
     tenant::{
-        certificates::{self, Problem, Reason},
-        deployment,
+        datastore::{SOURCE_EXPIRING_RECHECK, source_expiry_warning},
+        derive,
+        desired::{self, Desired, Observed, Problem},
         meta::{TenantRef, suffix},
-        service,
-        status::{self as derive, Rollout, remove_condition, set_condition},
     },
 };
 
@@ -70,9 +72,7 @@ pub async fn run(ctx: Arc<Context>) {
     let owned = watcher::Config::default().labels(&format!("{}={}", labels::PROJECT, labels::PROJECT_VALUE));
     let controller = Controller::new(tcps, watcher::Config::default())
         .with_config(
-            ControllerConfig::default()
-                .debounce(ctx.settings.debounce)
-                .concurrency(ctx.settings.max_concurrent_reconciles),
+            ControllerConfig::default().concurrency(ctx.settings.max_concurrent_reconciles),
         )
         .owns(secrets, owned.clone())
         .owns(deployments, owned.clone())
@@ -103,57 +103,28 @@ pub async fn run(ctx: Arc<Context>) {
         .await;
 }
 
-/// Event notes are limited to 1 KiB by the API server.
-fn truncate(mut note: String) -> String {
-    const MAX: usize = 1000;
-    if note.len() > MAX {
-        let mut cut = MAX;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
-        note.push_str(" ...");
-    }
-    note
-}
-
-/// Retries a failed reconcile after a pause; the error is reported as an event.
+/// Retries a failed pass with exponential backoff and jitter; an error is
+/// reported as a Warning event once, not again while it repeats.
 pub fn error_policy(tcp: Arc<TenantControlPlane>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(CONTROLLER, error.reason());
-    warn!(tenant = %tcp.name_any(), namespace = tcp.namespace().unwrap_or_default(), reason = error.reason(), %error, "reconcile failed");
-    let reference = tcp.object_ref(&());
-    let note = error.to_string();
-    let reason = error.reason().to_string();
-    tokio::spawn(async move {
-        let event = Event {
-            type_: EventType::Warning,
-            reason,
-            note: Some(truncate(note)),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        let _ = ctx.recorder.publish(&event, &reference).await;
-    });
-    Action::requeue(Duration::from_secs(15))
-}
-
-async fn publish(ctx: &Context, tcp: &TenantControlPlane, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(truncate(note)),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &tcp.object_ref(&())).await {
-        warn!(%error, reason, "publishing an event failed");
+    let namespace = tcp.namespace().unwrap_or_default();
+    let retry = ctx
+        .retries
+        .failed(CONTROLLER, &namespace, &tcp.name_any(), &error.to_string());
+    warn!(tenant = %tcp.name_any(), %namespace, reason = error.reason(), %error, retry_in = ?retry.after, "reconcile failed");
+    if retry.report {
+        let (note, reason) = (error.to_string(), error.reason());
+        tokio::spawn(async move {
+            events::publish(&ctx, &tcp, EventType::Warning, reason, note).await;
+        });
     }
+    Action::requeue(retry.after)
 }
 
 /// The `controller` label of this controller's metrics.
 pub const CONTROLLER: &str = "tenantcontrolplane";
 
-/// One pass over a tenant.
+/// One pass over a tenant: observe, desired, apply, derive.
 pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     if tcp.annotations().contains_key(labels::PAUSED) {
@@ -161,380 +132,129 @@ pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Resul
         return Ok(Action::await_change());
     }
     let tenant = TenantRef::of(&tcp)?;
-    let spec = &tcp.spec;
-    let apply = PatchParams::apply(labels::FIELD_MANAGER).force();
-    let mut status = tcp.status.clone().unwrap_or_default();
-    let generation = tcp.metadata.generation;
-
-    // 1. Service and endpoint.
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &tenant.namespace);
-    let service = services
-        .patch(
-            &tenant.name,
-            &apply,
-            &Patch::Apply(service::desired(&tenant, spec)),
-        )
-        .await
-        .map_err(Error::kube(
-            "apply",
-            format!("service {}/{}", tenant.namespace, tenant.name),
-        ))?;
-    let Some(host) = service::endpoint_host(spec, Some(&service)) else {
-        set_condition(
-            &mut status.conditions,
-            "Ready",
-            false,
-            "WaitingForAddress",
-            format!("service {} has no address yet", tenant.name),
-            generation,
+    let observed = observe::observe(&ctx, &tcp, &tenant).await?;
+    let (desired, observed) = compute(&ctx, &tcp, &tenant, observed).await?;
+    if desired.ca_rotation {
+        let note = format!(
+            "writing a new CA to {}; every certificate it signs is re-issued and the control plane rolled once",
+            tenant.object_name(suffix::CA)
         );
-        status::write(&ctx, &tcp, &tenant, status).await?;
-        return Ok(Action::requeue(Duration::from_secs(5)));
-    };
-    let endpoint = service::endpoint(&host, spec.network_profile.port);
+        events::publish(&ctx, &tcp, EventType::Normal, "CaRotationStarted", note).await;
+        // Announced before the new CA is written: a crash in between never leaves `Ready` stored.
+        status::write(&ctx, &tcp, &tenant, derive::announce_ca_rotation(&tcp)).await?;
+    }
+    let stored = apply::apply(&ctx, &tenant, observed, &desired.objects).await?;
+    if !desired.rotated.is_empty() {
+        let rotated: Vec<String> = desired.rotated.iter().map(|(n, r)| format!("{n} ({r})")).collect();
+        info!(tenant = %tenant.name, namespace = %tenant.namespace, secrets = ?rotated, "re-issued");
+    }
+    let status = derive::status(&derive::Inputs {
+        tcp: &tcp,
+        tenant: &tenant,
+        endpoint: desired.endpoint.as_deref(),
+        secrets: &stored.secrets,
+        deployment: stored.deployment.as_ref(),
+        datastore: stored
+            .datastore
+            .as_ref()
+            .ok()
+            .map(|d| (d.name.as_str(), d.driver.as_str())),
+        problems: &desired.problems,
+        now: Timestamp::now(),
+    });
+    events::publish_outcome(&ctx, &tcp, &desired, &status).await;
+    let source_expiring = datastore_source_warning(&ctx, &tcp, &stored).await;
+    let action = next_action(&desired, &status, source_expiring);
+    status::write(&ctx, &tcp, &tenant, status).await?;
+    if let Some(Problem::DataStore(reason)) = desired.problems.iter().find(|p| matches!(p, Problem::DataStore(_))) {
+        // Everything that does not depend on the DataStore is done; retry the rest with backoff.
+        return Err(Error::DataStoreUnusable {
+            name: tcp.spec.data_store.clone().unwrap_or_default(),
+            reason: reason.clone(),
+        });
+    }
+    ctx.retries.succeeded(CONTROLLER, &tenant.namespace, &tenant.name);
+    Ok(action)
+}
 
-    // 2. DataStore.
-    let mut datastore = match datastore::resolve(&ctx, &tcp, &tenant.namespace, &tenant.name).await {
-        Ok(resolved) => resolved,
-        Err(error) => {
-            set_condition(
-                &mut status.conditions,
-                "DataStoreReady",
-                false,
-                error.reason(),
-                error.to_string(),
-                generation,
-            );
-            status::write(&ctx, &tcp, &tenant, status).await?;
-            return Err(error);
-        }
-    };
-    set_condition(
-        &mut status.conditions,
-        "DataStoreReady",
-        true,
-        "Resolved",
-        format!("DataStore {} ({})", datastore.name, datastore.driver.as_str()),
-        generation,
-    );
-
-    // 3. PKI: CAs, key pair, every catalog row.
-    let mut stored_secrets = secrets::list(&ctx.client, &tenant).await?;
-    let stored = secrets::stored(&stored_secrets);
-    let tenant_inputs = TenantInputs {
-        name: tenant.name.clone(),
-        namespace: tenant.namespace.clone(),
-        address: spec.network_profile.address.clone().filter(|a| !a.is_empty()),
-        port: u16::try_from(spec.network_profile.port).unwrap_or(6443),
-        cert_sans: spec.network_profile.cert_sans.clone(),
-        service_cidr: spec.network_profile.service_cidr.clone(),
-        cluster_domain: spec.network_profile.cluster_domain.clone(),
-        control_plane_endpoint: endpoint.clone(),
-        konnectivity: spec.konnectivity().is_some(),
-        datastore_user: datastore.user.clone(),
-    };
+/// The desired objects, computed off the async runtime (issuing generates keys).
+async fn compute(
+    ctx: &Context,
+    tcp: &TenantControlPlane,
+    tenant: &TenantRef,
+    observed: Observed,
+) -> Result<(Desired, Observed), Error> {
     let mut params = IssueParams::new(OffsetDateTime::now_utc());
     params.algorithm = ctx.settings.key_algorithm;
     params.validity = ctx.settings.certificate_validity;
-    let provisioned = status
-        .certificates
+    let provisioned = tcp
+        .status
         .as_ref()
+        .and_then(|s| s.certificates.as_ref())
         .and_then(|c| c.ca.as_ref())
         .and_then(|c| c.checksum.as_ref())
         .is_some();
-    let etcd_ca = datastore.etcd_ca.take();
-    let plan = {
-        let (tenant_inputs, stored) = (tenant_inputs.clone(), stored.clone());
-        tokio::task::spawn_blocking(move || {
-            certificates::plan(&certificates::Inputs {
-                tenant: &tenant_inputs,
-                stored: &stored,
-                datastore_ca: etcd_ca.as_ref(),
-                provisioned,
-                params,
-            })
-        })
-        .await
-        .map_err(|e| Error::IssuanceTask(e.to_string()))?
-    };
-    if plan.rotates_tenant_ca() {
-        publish(&ctx, &tcp, EventType::Normal, "CaRotationStarted",
-            format!("writing a new CA to {}; every certificate it signs is re-issued and the control plane rolled once", tenant.object_name(suffix::CA))).await;
-        // Report the rotation before anything else is written, so a watch sees it at once.
-        let mut rotating = status.clone();
-        let version = rotating
-            .kubernetes_resources
-            .get_or_insert_with(Default::default)
-            .version
-            .get_or_insert_with(Default::default);
-        version.status =
-            Some(crate::api::tenant_control_plane::KubernetesVersionStatus::CertificateAuthorityRotating);
-        status::write(&ctx, &tcp, &tenant, rotating.clone()).await?;
-        status = rotating;
-    }
-    let mut rotated = Vec::new();
-    let mut rotated_names = Vec::new();
-    for write in &plan.writes {
-        let secret = secrets::apply(
-            &ctx.client,
-            &tenant,
-            secrets::Desired {
-                suffix: write.suffix,
-                type_: write.secret_type.as_str(),
-                data: &write.data,
-                lifecycle: write.lifecycle.map(|l| l.label_value()),
-                rotate_annotation: write.rotate_annotation.as_deref(),
-            },
-        )
-        .await?;
-        stored_secrets.insert(write.suffix.to_string(), secret);
-        if write.reason != Reason::Created {
-            rotated.push(format!("{} ({})", tenant.object_name(write.suffix), write.reason));
-            rotated_names.push(tenant.object_name(write.suffix));
-        }
-    }
-    if !rotated.is_empty() {
-        info!(tenant = %tenant.name, namespace = %tenant.namespace, secrets = ?rotated, "re-issued");
-        publish(
-            &ctx,
-            &tcp,
-            EventType::Normal,
-            "Rotated",
-            format!("re-issued {}", rotated_names.join(", ")),
-        )
-        .await;
-    }
-    for problem in &plan.problems {
-        let reason = match problem {
-            Problem::Unreadable { .. } => "CertificateUnreadable",
-            Problem::CaWithoutKey { .. } => "ExternallyManagedCa",
-            Problem::IssueFailed { .. } => "IssueFailed",
+    let (tenant, spec, batch_window) = (tenant.clone(), tcp.spec.clone(), ctx.settings.batch_window);
+    tokio::task::spawn_blocking(move || {
+        let inputs = desired::Inputs {
+            tenant: &tenant,
+            spec: &spec,
+            provisioned,
+            params,
+            batch_window,
         };
-        publish(&ctx, &tcp, EventType::Warning, reason, problem.to_string()).await;
-    }
-    if plan.problems.is_empty() {
-        set_condition(
-            &mut status.conditions,
-            "CertificatesReady",
-            true,
-            "Issued",
-            "every certificate is issued and valid".into(),
-            generation,
-        );
-    } else {
-        let message = plan
-            .problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        set_condition(
-            &mut status.conditions,
-            "CertificatesReady",
-            false,
-            "ActionRequired",
-            message,
-            generation,
-        );
-    }
-
-    // 4. Datastore certificate (external PKI: copied) and config.
-    let mut datastore_source_expiring = false;
-    if let Some(copied) = &datastore.copied_certificate {
-        let current = stored_secrets
-            .get(suffix::DATASTORE_CERTIFICATE)
-            .map(secrets::data);
-        // A rotation request (from the lifecycle controller or a user) is answered by copying again.
-        let requested = stored
-            .get(suffix::DATASTORE_CERTIFICATE)
-            .is_some_and(|s| s.rotate_requested);
-        if let Some(warning) = datastore::source_expiry_warning(
-            &datastore.name,
-            copied,
-            ctx.settings.certificate_expiration_deadline,
-        ) {
-            datastore_source_expiring = true;
-            publish(
-                &ctx,
-                &tcp,
-                EventType::Warning,
-                "DataStoreCertificateExpiring",
-                warning,
-            )
-            .await;
-        }
-        if current.as_ref() != Some(copied) || requested {
-            let rotated_at = certificates::rfc3339(OffsetDateTime::now_utc());
-            let secret = secrets::apply(
-                &ctx.client,
-                &tenant,
-                secrets::Desired {
-                    suffix: suffix::DATASTORE_CERTIFICATE,
-                    type_: SecretType::Opaque.as_str(),
-                    data: copied,
-                    lifecycle: Some("x509"),
-                    rotate_annotation: if requested {
-                        Some(rotated_at.as_str())
-                    } else {
-                        stored
-                            .get(suffix::DATASTORE_CERTIFICATE)
-                            .and_then(|s| s.rotate_annotation.as_deref())
-                    },
-                },
-            )
-            .await?;
-            stored_secrets.insert(suffix::DATASTORE_CERTIFICATE.to_string(), secret);
-        }
-    }
-    let current_config = stored_secrets.get(suffix::DATASTORE_CONFIG).map(secrets::data);
-    let config = datastore::config_data(&datastore, current_config.as_ref());
-    if current_config.as_ref() != Some(&config) {
-        let secret = secrets::apply(
-            &ctx.client,
-            &tenant,
-            secrets::Desired {
-                suffix: suffix::DATASTORE_CONFIG,
-                type_: SecretType::Opaque.as_str(),
-                data: &config,
-                lifecycle: None,
-                rotate_annotation: None,
-            },
-        )
-        .await?;
-        stored_secrets.insert(suffix::DATASTORE_CONFIG.to_string(), secret);
-    }
-
-    // 5. Deployment: one checksum over every mounted Secret.
-    let konnectivity = spec.konnectivity().is_some();
-    let mounted: Vec<(&str, SecretData)> = deployment::mounted_secret_suffixes(konnectivity)
-        .into_iter()
-        .map(|s| (s, stored_secrets.get(s).map(secrets::data).unwrap_or_default()))
-        .collect();
-    let checksum = deployment::material_checksum(mounted.iter().map(|(s, d)| (*s, d)));
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &tenant.namespace);
-    let rollout = if datastore.driver == Driver::Etcd {
-        let desired = deployment::desired(&tenant, spec, &datastore.wiring, &checksum);
-        let applied = deployments
-            .patch(&tenant.name, &apply, &Patch::Apply(&desired))
-            .await
-            .map_err(Error::kube(
-                "apply",
-                format!("deployment {}/{}", tenant.namespace, tenant.name),
-            ))?;
-        remove_condition(&mut status.conditions, "DriverNotSupported");
-        Some(Rollout::of(&applied))
-    } else {
-        set_condition(
-            &mut status.conditions,
-            "DriverNotSupported",
-            true,
-            "KineNotImplemented",
-            format!(
-                "certificates are managed, but the control plane only runs on etcd DataStores (this one is {})",
-                datastore.driver.as_str()
-            ),
-            generation,
-        );
-        None
-    };
-
-    // 6. Status.
-    let ca_checksum = stored_secrets
-        .get(suffix::CA)
-        .map(status::data_checksum)
-        .unwrap_or_default();
-    let previous_ca = status.certificates.as_ref().and_then(|c| c.ca.clone());
-    let installed = status
-        .kubernetes_resources
-        .as_ref()
-        .and_then(|r| r.version.as_ref())
-        .and_then(|v| v.version.clone());
-    let derived = derive::derive(&derive::Inputs {
-        spec_version: &spec.kubernetes.version,
-        installed_version: installed.as_deref(),
-        stored_ca_checksum: &ca_checksum,
-        rolled_out_ca_checksum: previous_ca.as_ref().and_then(|c| c.checksum.as_deref()),
-        rollout,
-    });
-    let was_rotating = status
-        .kubernetes_resources
-        .as_ref()
-        .and_then(|r| r.version.as_ref())
-        .and_then(|v| v.status)
-        == Some(crate::api::tenant_control_plane::KubernetesVersionStatus::CertificateAuthorityRotating);
-    status::record_secrets(&mut status, &tenant, &stored_secrets, konnectivity);
-    let ca_status = status.certificates.get_or_insert_with(Default::default);
-    if derived.rolled_out_ca_checksum != previous_ca.as_ref().and_then(|c| c.checksum.clone()) {
-        ca_status.ca = Some(crate::api::tenant_control_plane::SecretStatus {
-            secret_name: Some(tenant.object_name(suffix::CA)),
-            checksum: derived.rolled_out_ca_checksum.clone(),
-            last_update: Some(k8s_openapi::jiff::Timestamp::now().to_string()),
-        });
-    }
-    status.control_plane_endpoint = Some(endpoint);
-    status.kubernetes_resources = Some(KubernetesResourcesStatus {
-        version: Some(VersionStatus {
-            version: derived.installed_version.clone(),
-            status: Some(derived.status),
-        }),
-        deployment: rollout.map(|r| DeploymentStatus {
-            name: Some(tenant.name.clone()),
-            replicas: r.replicas,
-            ready_replicas: r.ready,
-            selector: Some(tenant.pod_selector_string()),
-        }),
-    });
-    status.kubeconfig.get_or_insert_with(Default::default);
-    if let Some(storage) = status.storage.as_mut() {
-        storage.driver = Some(datastore.driver.as_str().to_string());
-        storage.data_store_name = Some(datastore.name.clone());
-    }
-    let ready = derived.status == crate::api::tenant_control_plane::KubernetesVersionStatus::Ready;
-    set_condition(
-        &mut status.conditions,
-        "Ready",
-        ready,
-        derived.status.as_str(),
-        format!("control plane is {}", derived.status.as_str()),
-        generation,
-    );
-    let not_acted_on = spec.fields_not_acted_on();
-    if not_acted_on.is_empty() {
-        remove_condition(&mut status.conditions, "FieldsNotActedOn");
-    } else {
-        set_condition(
-            &mut status.conditions,
-            "FieldsNotActedOn",
-            true,
-            "KeptNotActedOn",
-            format!(
-                "kept as written but not acted on by kamaji-rs: {}",
-                not_acted_on.join(", ")
-            ),
-            generation,
-        );
-    }
-    status.observed_generation = generation;
-    if was_rotating && ready {
-        publish(
-            &ctx,
-            &tcp,
-            EventType::Normal,
-            "CaRotationCompleted",
-            "the control plane runs with the new CA".into(),
-        )
-        .await;
-    }
-    let settled = ready && plan.writes.is_empty();
-    status::write(&ctx, &tcp, &tenant, status).await?;
-    // Steady state: nothing to do until something changes. Otherwise the Deployment's
-    // own status changes wake us; the requeue is a safety net.
-    Ok(if datastore_source_expiring {
-        // The source Secret is not watched: look again later, without a retry storm.
-        Action::requeue(datastore::SOURCE_EXPIRING_RECHECK)
-    } else if settled {
-        Action::await_change()
-    } else {
-        Action::requeue(Duration::from_secs(30))
+        (desired::desired(&inputs, &observed), observed)
     })
+    .await
+    .map_err(|e| Error::IssuanceTask(e.to_string()))
+}
+
+/// A Warning when the client certificate copied from a non-etcd DataStore expires
+/// within the deadline at its source; says whether one was posted.
+async fn datastore_source_warning(ctx: &Context, tcp: &TenantControlPlane, stored: &Observed) -> bool {
+    let Some((name, copied)) = stored
+        .datastore
+        .as_ref()
+        .ok()
+        .and_then(|d| Some((d.name.as_str(), d.copied_certificate.as_ref()?)))
+    else {
+        return false;
+    };
+    let deadline = ctx.settings.certificate_expiration_deadline;
+    let Some(warning) = source_expiry_warning(name, copied, deadline, OffsetDateTime::now_utc()) else {
+        return false;
+    };
+    events::publish(ctx, tcp, EventType::Warning, "DataStoreCertificateExpiring", warning).await;
+    true
+}
+
+/// When to look again. Nothing is requeued on a timer unless something will
+/// change then: a held rollout, a rollout in progress, a copied certificate
+/// expiring at its source. Everything else wakes the tenant through its watches.
+fn next_action(desired: &Desired, status: &TenantControlPlaneStatus, source_expiring: bool) -> Action {
+    if let Some(wait) = desired.rollout_held_for {
+        return Action::requeue(wait + Duration::from_millis(100));
+    }
+    let version = status
+        .kubernetes_resources
+        .as_ref()
+        .and_then(|r| r.version.as_ref())
+        .and_then(|v| v.status);
+    let rolling = matches!(
+        version,
+        Some(
+            KubernetesVersionStatus::Provisioning
+                | KubernetesVersionStatus::CertificateAuthorityRotating
+                | KubernetesVersionStatus::Upgrading
+        )
+    );
+    if source_expiring {
+        // The source Secret is not watched: look again later, without a retry storm.
+        Action::requeue(SOURCE_EXPIRING_RECHECK)
+    } else if rolling && desired.endpoint.is_some() {
+        // The Deployment's status wakes us; this is only a safety net while it rolls.
+        Action::requeue(Duration::from_secs(60))
+    } else {
+        Action::await_change()
+    }
 }

@@ -1,0 +1,99 @@
+//! The events of a pass, decided from its outcome: what was re-issued, a CA
+//! rotation starting or completing, and problems not already reported in the
+//! previous status (a problem that persists is not re-posted on every pass).
+
+use kube::{
+    Resource,
+    runtime::events::{Event, EventType},
+};
+use tracing::warn;
+
+use crate::{
+    api::{TenantControlPlane, TenantControlPlaneStatus, tenant_control_plane::KubernetesVersionStatus},
+    controllers::Context,
+    tenant::{
+        certificates,
+        desired::{Desired, Problem},
+    },
+};
+
+/// Event notes are limited to 1 KiB by the API server.
+pub fn truncate(mut note: String) -> String {
+    const MAX: usize = 1000;
+    if note.len() > MAX {
+        let mut cut = MAX;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push_str(" ...");
+    }
+    note
+}
+
+/// Publishes one event on the tenant (failures to publish are logged, not fatal).
+pub async fn publish(ctx: &Context, tcp: &TenantControlPlane, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(truncate(note)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &tcp.object_ref(&())).await {
+        warn!(%error, reason, "publishing an event failed");
+    }
+}
+
+/// The reason of a problem's Warning event.
+pub fn problem_reason(problem: &Problem) -> &'static str {
+    match problem {
+        Problem::WaitingForAddress(_) => "WaitingForAddress",
+        Problem::DataStore(_) => "DataStoreUnusable",
+        Problem::DriverNotSupported(_) => "DriverNotSupported",
+        Problem::SecretType { .. } => "SecretTypeMismatch",
+        Problem::Pki(certificates::Problem::Unreadable { .. }) => "CertificateUnreadable",
+        Problem::Pki(certificates::Problem::CaWithoutKey { .. }) => "ExternallyManagedCa",
+        Problem::Pki(certificates::Problem::IssueFailed { .. }) => "IssueFailed",
+    }
+}
+
+/// Whether the previous status already reports `problem` (in one of its conditions).
+fn already_reported(previous: Option<&TenantControlPlaneStatus>, problem: &Problem) -> bool {
+    let text = problem.to_string();
+    previous
+        .into_iter()
+        .flat_map(|s| s.conditions.iter())
+        .any(|c| c.status != "True" && c.message.contains(&text) || c.type_ == "DriverNotSupported" && c.message == text)
+}
+
+/// Events of a pass whose outcome is `desired` and whose new status is `status`.
+pub async fn publish_outcome(
+    ctx: &Context,
+    tcp: &TenantControlPlane,
+    desired: &Desired,
+    status: &TenantControlPlaneStatus,
+) {
+    if !desired.rotated.is_empty() {
+        let names: Vec<&str> = desired.rotated.iter().map(|(name, _)| name.as_str()).collect();
+        publish(ctx, tcp, EventType::Normal, "Rotated", format!("re-issued {}", names.join(", "))).await;
+    }
+    for problem in &desired.problems {
+        if matches!(problem, Problem::WaitingForAddress(_)) || already_reported(tcp.status.as_ref(), problem) {
+            continue;
+        }
+        publish(ctx, tcp, EventType::Warning, problem_reason(problem), problem.to_string()).await;
+    }
+    let version = |s: &TenantControlPlaneStatus| {
+        s.kubernetes_resources
+            .as_ref()
+            .and_then(|r| r.version.as_ref())
+            .and_then(|v| v.status)
+    };
+    let was_rotating =
+        tcp.status.as_ref().and_then(version) == Some(KubernetesVersionStatus::CertificateAuthorityRotating);
+    if was_rotating && version(status) == Some(KubernetesVersionStatus::Ready) {
+        let note = "the control plane runs with the new CA".to_string();
+        publish(ctx, tcp, EventType::Normal, "CaRotationCompleted", note).await;
+    }
+}

@@ -1,0 +1,482 @@
+//! The desired state of a tenant (DESIGN.md section 3), as one pure function:
+//! from the TenantControlPlane, what was observed under the tenant's object
+//! names and the time, the ordered list of objects to apply and the problems
+//! found. The controller observes, calls [`desired`] (off the async runtime: it
+//! may generate keys), applies the list in order and derives the status.
+//!
+//! Problems are scoped: a DataStore problem holds back what depends on the
+//! DataStore (its certificate and config, the Deployment), never the rotation of
+//! a certificate that does not.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use k8s_openapi::{
+    ByteString,
+    api::{apps::v1::Deployment, core::v1::Secret},
+};
+use time::OffsetDateTime;
+
+use super::{
+    certificates::{self, DatastoreSource, Plan, Reason, Stored, StoredSecrets},
+    datastore::{self, Resolved},
+    deployment, service,
+};
+use crate::{
+    api::{TenantControlPlaneSpec, datastore::Driver, labels},
+    pki::{IssueParams, SecretData, TenantInputs, catalog},
+    tenant::meta::{TenantRef, suffix},
+};
+
+/// What was read from the cluster, by the tenant's object names.
+pub struct Observed {
+    /// The tenant's Secrets that exist, by suffix (whatever their labels say).
+    pub secrets: BTreeMap<String, Secret>,
+    /// The Service `<tcp>`.
+    pub service: Option<k8s_openapi::api::core::v1::Service>,
+    /// The Deployment `<tcp>`.
+    pub deployment: Option<Deployment>,
+    /// The DataStore, or why it cannot be used.
+    pub datastore: Result<Resolved, String>,
+}
+
+/// What [`desired`] is computed from, besides what was observed.
+pub struct Inputs<'a> {
+    /// The tenant's identity.
+    pub tenant: &'a TenantRef,
+    /// Its spec.
+    pub spec: &'a TenantControlPlaneSpec,
+    /// A CA was already rolled out (a missing CA Secret then means it was deleted).
+    pub provisioned: bool,
+    /// Key algorithm, validity and the time.
+    pub params: IssueParams,
+    /// How long the mounted material must be unchanged before the Deployment rolls:
+    /// a batch of rotation requests is one rollout.
+    pub batch_window: Duration,
+}
+
+/// One object to apply, in order.
+#[derive(Clone, Debug)]
+pub enum Object {
+    /// The Service `<tcp>`.
+    Service(k8s_openapi::api::core::v1::Service),
+    /// A Secret `<tcp>-<suffix>`, whole (server-side apply owns its data).
+    Secret(Secret),
+    /// The Deployment `<tcp>`.
+    Deployment(Box<Deployment>),
+}
+
+/// Something that keeps part of the tenant from being what it should be.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// The Service has no address yet: nothing that names the endpoint can be issued.
+    #[error("service {0} has no address yet")]
+    WaitingForAddress(String),
+    /// The DataStore cannot be used: its certificate, config and the Deployment wait.
+    #[error("{0}")]
+    DataStore(String),
+    /// The control plane runs on etcd DataStores only.
+    #[error(
+        "certificates are managed, but the control plane only runs on etcd DataStores (this one is {0})"
+    )]
+    DriverNotSupported(&'static str),
+    /// A PKI problem (unreadable CA, external CA, issuing failed).
+    #[error(transparent)]
+    Pki(#[from] certificates::Problem),
+    /// A Secret under the tenant's name has a type that cannot hold its material.
+    #[error("secret {secret} has type {found}, expected {wanted}: it is left as it is; delete it to have it re-created")]
+    SecretType {
+        /// Secret name.
+        secret: String,
+        /// Its type.
+        found: String,
+        /// The catalog's type.
+        wanted: &'static str,
+    },
+}
+
+/// The outcome of [`desired`].
+#[derive(Debug, Default)]
+pub struct Desired {
+    /// Objects to apply, in order.
+    pub objects: Vec<Object>,
+    /// Problems found.
+    pub problems: Vec<Problem>,
+    /// `status.controlPlaneEndpoint`, once known.
+    pub endpoint: Option<String>,
+    /// Secrets re-issued (not created), with why.
+    pub rotated: Vec<(String, Reason)>,
+    /// The tenant CA is replaced by this pass.
+    pub ca_rotation: bool,
+    /// The rollout waits for the batch to settle: reconcile again after this long.
+    pub rollout_held_for: Option<Duration>,
+}
+
+/// The objects the tenant should have now, in apply order: Service, CAs and key
+/// pair, leaves, datastore certificate and config, labels restored on Secrets
+/// someone stripped, the Deployment.
+pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
+    let (tenant, spec) = (inputs.tenant, inputs.spec);
+    let mut out = Desired::default();
+    out.objects.push(Object::Service(service::desired(tenant, spec)));
+    let Some(host) = service::endpoint_host(spec, observed.service.as_ref()) else {
+        out.problems
+            .push(Problem::WaitingForAddress(tenant.name.clone()));
+        return out;
+    };
+    let endpoint = service::endpoint(&host, spec.network_profile.port);
+    out.endpoint = Some(endpoint.clone());
+
+    let (schema, user) = datastore::schema_and_user(spec, &tenant.namespace, &tenant.name);
+    let stored = stored_secrets(&observed.secrets);
+    let source = match &observed.datastore {
+        Err(reason) => {
+            out.problems.push(Problem::DataStore(reason.clone()));
+            DatastoreSource::Unknown
+        }
+        Ok(resolved) => match (&resolved.etcd_ca, &resolved.copied_certificate) {
+            (Some(ca), _) => DatastoreSource::Ca(ca),
+            (None, Some(copied)) => DatastoreSource::Copied(copied),
+            (None, None) => DatastoreSource::None,
+        },
+    };
+    let plan = certificates::plan(&certificates::Inputs {
+        tenant: &tenant_inputs(tenant, spec, &endpoint, &user),
+        stored: &stored,
+        datastore: source,
+        provisioned: inputs.provisioned,
+        params: inputs.params,
+    });
+    out.ca_rotation = plan.rotates_tenant_ca();
+    out.problems.extend(plan.problems.iter().cloned().map(Problem::Pki));
+
+    // The data every Secret will hold once this pass is applied.
+    let mut data: BTreeMap<String, SecretData> = stored
+        .iter()
+        .map(|(suffix, s)| (suffix.clone(), s.data.clone()))
+        .collect();
+    let mut written = secret_writes(tenant, &plan, observed, &mut out);
+    for write in plan.writes.iter().filter(|w| written.iter().any(|s| s == w.suffix)) {
+        data.insert(write.suffix.to_string(), write.data.clone());
+    }
+    if let Ok(resolved) = &observed.datastore
+        && let Some(config) = datastore_config(tenant, resolved, &schema, &user, &stored, inputs.params.now)
+    {
+        data.insert(suffix::DATASTORE_CONFIG.to_string(), secret_data(&config));
+        written.push(suffix::DATASTORE_CONFIG.to_string());
+        out.objects.push(Object::Secret(config));
+    }
+    restore_metadata(tenant, observed, &stored, &written, &mut out);
+
+    if let Some(deployment) = deployment_object(inputs, observed, &data, &written, &mut out) {
+        out.objects.push(Object::Deployment(Box::new(deployment)));
+    }
+    out
+}
+
+/// The tenant as its certificates see it.
+fn tenant_inputs(tenant: &TenantRef, spec: &TenantControlPlaneSpec, endpoint: &str, user: &str) -> TenantInputs {
+    TenantInputs {
+        name: tenant.name.clone(),
+        namespace: tenant.namespace.clone(),
+        address: spec.network_profile.address.clone().filter(|a| !a.is_empty()),
+        port: u16::try_from(spec.network_profile.port).unwrap_or(6443),
+        cert_sans: spec.network_profile.cert_sans.clone(),
+        service_cidr: spec.network_profile.service_cidr.clone(),
+        cluster_domain: spec.network_profile.cluster_domain.clone(),
+        control_plane_endpoint: endpoint.to_string(),
+        konnectivity: spec.konnectivity().is_some(),
+        datastore_user: user.to_string(),
+    }
+}
+
+/// A Secret's data as raw bytes.
+pub fn secret_data(secret: &Secret) -> SecretData {
+    secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(key, value)| (key.clone(), value.0.clone()))
+        .collect()
+}
+
+/// The value of the rotate annotation, if set.
+fn rotate_annotation(secret: &Secret) -> Option<&String> {
+    secret.metadata.annotations.as_ref()?.get(labels::ROTATE)
+}
+
+/// What the PKI plan needs of each stored Secret.
+pub fn stored_secrets(secrets: &BTreeMap<String, Secret>) -> StoredSecrets {
+    secrets
+        .iter()
+        .map(|(suffix, secret)| {
+            let rotate = rotate_annotation(secret);
+            let stored = Stored {
+                data: secret_data(secret),
+                rotate_requested: rotate.is_some_and(|v| v.is_empty()),
+                paused: is_paused(secret),
+                rotate_annotation: rotate.filter(|v| !v.is_empty()).cloned(),
+            };
+            (suffix.clone(), stored)
+        })
+        .collect()
+}
+
+fn is_paused(secret: &Secret) -> bool {
+    secret
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(labels::PAUSED))
+}
+
+/// The Secret `<tcp>-<suffix>` as kamaji-rs applies it: our labels, the controller
+/// reference, the rotate annotation's value, the type and the whole data.
+pub fn secret_object(
+    tenant: &TenantRef,
+    suffix: &str,
+    type_: &str,
+    lifecycle: Option<&str>,
+    rotate_annotation: Option<&str>,
+    data: &SecretData,
+) -> Secret {
+    let mut meta = tenant.object_meta(suffix);
+    if let (Some(lifecycle), Some(labels)) = (lifecycle, meta.labels.as_mut()) {
+        labels.insert(labels::CERTIFICATE_LIFECYCLE.to_string(), lifecycle.to_string());
+    }
+    if let Some(value) = rotate_annotation {
+        meta.annotations = Some(BTreeMap::from([(labels::ROTATE.to_string(), value.to_string())]));
+    }
+    Secret {
+        metadata: meta,
+        type_: Some(type_.to_string()),
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.clone(), ByteString(v.clone())))
+                .collect(),
+        ),
+        ..Secret::default()
+    }
+}
+
+/// The plan's writes as Secrets; a Secret whose stored type cannot hold the
+/// material is reported and left alone (the type of a Secret is immutable).
+fn secret_writes(tenant: &TenantRef, plan: &Plan, observed: &Observed, out: &mut Desired) -> Vec<String> {
+    let mut written = Vec::new();
+    for write in &plan.writes {
+        let wanted = write.secret_type.as_str();
+        if let Some(found) = observed
+            .secrets
+            .get(write.suffix)
+            .and_then(|s| s.type_.as_deref())
+            .filter(|found| *found != wanted)
+        {
+            out.problems.push(Problem::SecretType {
+                secret: tenant.object_name(write.suffix),
+                found: found.to_string(),
+                wanted,
+            });
+            continue;
+        }
+        if write.reason != Reason::Created {
+            out.rotated
+                .push((tenant.object_name(write.suffix), write.reason.clone()));
+        }
+        out.objects.push(Object::Secret(secret_object(
+            tenant,
+            write.suffix,
+            wanted,
+            write.lifecycle.map(|l| l.label_value()),
+            write.rotate_annotation.as_deref(),
+            &write.data,
+        )));
+        written.push(write.suffix.to_string());
+    }
+    written
+}
+
+/// `<tcp>-datastore-config`, when it is missing, stale, or a new password was asked for.
+fn datastore_config(
+    tenant: &TenantRef,
+    resolved: &Resolved,
+    schema: &str,
+    user: &str,
+    stored: &StoredSecrets,
+    now: OffsetDateTime,
+) -> Option<Secret> {
+    let current = stored.get(suffix::DATASTORE_CONFIG);
+    if current.is_some_and(|c| c.paused) {
+        return None;
+    }
+    let requested = current.is_some_and(|c| c.rotate_requested);
+    let config = datastore::config_data(resolved, schema, user, current.map(|c| &c.data), requested);
+    if !requested && current.map(|c| &c.data) == Some(&config) {
+        return None;
+    }
+    let stamp = if requested {
+        Some(certificates::rfc3339(now))
+    } else {
+        current.and_then(|c| c.rotate_annotation.clone())
+    };
+    Some(secret_object(
+        tenant,
+        suffix::DATASTORE_CONFIG,
+        catalog::SecretType::Opaque.as_str(),
+        None,
+        stamp.as_deref(),
+        &config,
+    ))
+}
+
+/// Our labels and controller reference on a stored Secret: a Secret is the
+/// tenant's by its name, so labels someone removed are put back, and nothing else
+/// about it changes.
+fn restore_metadata(
+    tenant: &TenantRef,
+    observed: &Observed,
+    stored: &StoredSecrets,
+    written: &[String],
+    out: &mut Desired,
+) {
+    for (suffix, secret) in &observed.secrets {
+        if written.contains(suffix) || is_paused(secret) {
+            continue;
+        }
+        let lifecycle = catalog::rows_of_secret(suffix)
+            .next()
+            .and_then(|row| row.lifecycle())
+            .map(|l| l.label_value());
+        let wanted = secret_object(tenant, suffix, "", lifecycle, None, &SecretData::new());
+        if carries_metadata(secret, &wanted) {
+            continue;
+        }
+        let Some(stored) = stored.get(suffix) else { continue };
+        let type_ = secret.type_.as_deref().unwrap_or("Opaque");
+        out.objects.push(Object::Secret(secret_object(
+            tenant,
+            suffix,
+            type_,
+            lifecycle,
+            stored.rotate_annotation.as_deref(),
+            &owned_data(suffix, &stored.data),
+        )));
+    }
+}
+
+/// Whether `secret` carries every label and the owner reference of `wanted`.
+fn carries_metadata(secret: &Secret, wanted: &Secret) -> bool {
+    let labels = secret.metadata.labels.clone().unwrap_or_default();
+    let labelled = wanted
+        .metadata
+        .labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let owned = wanted.metadata.owner_references.iter().flatten().all(|w| {
+        secret
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.uid == w.uid && o.controller == Some(true))
+    });
+    labelled && owned
+}
+
+/// The data keys kamaji-rs writes in this Secret (others' keys stay theirs).
+fn owned_data(suffix: &str, data: &SecretData) -> SecretData {
+    let keys: Vec<&str> = if suffix == suffix::DATASTORE_CONFIG {
+        vec!["DB_CONNECTION_STRING", "DB_SCHEMA", "DB_USER", "DB_PASSWORD"]
+    } else {
+        catalog::rows_of_secret(suffix).flat_map(|row| row.data_keys()).collect()
+    };
+    data.iter()
+        .filter(|(k, _)| keys.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The Deployment, unless the DataStore or its driver holds it back. The checksum
+/// of the mounted material only moves once the batch has settled: no rotation is
+/// pending and the material has not changed for the batch window.
+fn deployment_object(
+    inputs: &Inputs<'_>,
+    observed: &Observed,
+    data: &BTreeMap<String, SecretData>,
+    written: &[String],
+    out: &mut Desired,
+) -> Option<Deployment> {
+    let resolved = observed.datastore.as_ref().ok()?;
+    if resolved.driver != Driver::Etcd {
+        out.problems
+            .push(Problem::DriverNotSupported(resolved.driver.as_str()));
+        return None;
+    }
+    let konnectivity = inputs.spec.konnectivity().is_some();
+    let mounted = deployment::mounted_secret_suffixes(konnectivity);
+    let empty = SecretData::new();
+    let checksum = deployment::material_checksum(
+        mounted
+            .iter()
+            .map(|s| (*s, data.get(*s).unwrap_or(&empty))),
+    );
+    let deployed = observed.deployment.as_ref().and_then(deployment::deployed_checksum);
+    let checksum = match deployed {
+        Some(deployed) if deployed != checksum => {
+            match batch_wait(inputs, observed, &mounted, written) {
+                Some(wait) => {
+                    out.rollout_held_for = Some(wait);
+                    deployed
+                }
+                None => checksum,
+            }
+        }
+        _ => checksum,
+    };
+    Some(deployment::desired(
+        inputs.tenant,
+        inputs.spec,
+        &resolved.wiring,
+        &checksum,
+    ))
+}
+
+/// How long the rollout still waits for the batch of material changes to settle,
+/// if it must. The last change of a stored Secret is the time our field manager
+/// last changed it (`managedFields`, stored: a restarted operator waits the same).
+fn batch_wait(
+    inputs: &Inputs<'_>,
+    observed: &Observed,
+    mounted: &[&str],
+    written: &[String],
+) -> Option<Duration> {
+    let window = inputs.batch_window;
+    if window.is_zero() {
+        return None;
+    }
+    if mounted.iter().any(|s| written.iter().any(|w| w == s)) {
+        return Some(window);
+    }
+    let last_change = mounted
+        .iter()
+        .filter_map(|s| observed.secrets.get(*s))
+        .filter_map(last_applied)
+        .max()?;
+    let elapsed = Duration::try_from(inputs.params.now - last_change).unwrap_or(Duration::ZERO);
+    (elapsed < window).then(|| window - elapsed)
+}
+
+/// When kamaji-rs last changed a stored object (its server-side apply entry).
+pub fn last_applied(secret: &Secret) -> Option<OffsetDateTime> {
+    secret
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.manager.as_deref() == Some(labels::FIELD_MANAGER))
+        .filter_map(|m| m.time.as_ref())
+        .filter_map(|t| OffsetDateTime::from_unix_timestamp(t.0.as_second()).ok())
+        .max()
+}
+
+#[cfg(test)]
+mod tests;

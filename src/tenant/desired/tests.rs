@@ -1,0 +1,233 @@
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time},
+    jiff::Timestamp,
+};
+
+use super::*;
+use crate::{
+    api::tenant_control_plane::{KubernetesSpec, NetworkProfile},
+    pki::{Authority, KeyAlgorithm},
+    tenant::meta::tests::tenant,
+};
+
+fn spec() -> TenantControlPlaneSpec {
+    TenantControlPlaneSpec {
+        kubernetes: KubernetesSpec {
+            version: "v1.37.2".into(),
+            ..KubernetesSpec::default()
+        },
+        network_profile: NetworkProfile {
+            address: Some("192.0.2.10".into()),
+            ..NetworkProfile::default()
+        },
+        ..TenantControlPlaneSpec::default()
+    }
+}
+
+fn params() -> IssueParams {
+    let mut params = IssueParams::new(OffsetDateTime::now_utc());
+    // ECDSA keeps the unit tests fast; the algorithm is a parameter like any other.
+    params.algorithm = KeyAlgorithm::EcdsaP256;
+    params
+}
+
+fn resolved(ca: &Authority) -> Resolved {
+    Resolved {
+        name: "default".into(),
+        driver: Driver::Etcd,
+        etcd_ca: Some(Authority::from_pem(ca.certificate_pem().as_bytes(), ca.key_pem().map(str::as_bytes)).expect("CA")),
+        copied_certificate: None,
+        wiring: deployment::DatastoreWiring {
+            etcd_servers: vec!["https://127.0.0.1:2379".into()],
+            prefix: "/default_k8s_133".into(),
+        },
+    }
+}
+
+fn run(observed: &Observed) -> Desired {
+    let tenant = tenant("k8s-133", "default");
+    let spec = spec();
+    desired(
+        &Inputs {
+            tenant: &tenant,
+            spec: &spec,
+            provisioned: true,
+            params: params(),
+            batch_window: Duration::from_secs(2),
+        },
+        observed,
+    )
+}
+
+fn secrets(out: &Desired) -> BTreeMap<String, Secret> {
+    out.objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Secret(s) => Some((
+                s.metadata.name.clone().unwrap_or_default().trim_start_matches("k8s-133-").to_string(),
+                s.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn deployment_of(out: &Desired) -> Option<&Deployment> {
+    out.objects.iter().find_map(|o| match o {
+        Object::Deployment(d) => Some(d.as_ref()),
+        _ => None,
+    })
+}
+
+/// A provisioned tenant: what the first pass writes, stored, with the Deployment
+/// it applies and our field manager's last change a minute ago.
+fn provisioned(ca: &Authority) -> Observed {
+    let empty = Observed {
+        secrets: BTreeMap::new(),
+        service: None,
+        deployment: None,
+        datastore: Ok(resolved(ca)),
+    };
+    let first = run(&empty);
+    assert!(first.problems.is_empty(), "{:?}", first.problems);
+    let a_minute_ago = Timestamp::now() - std::time::Duration::from_secs(60);
+    let mut stored = secrets(&first);
+    for secret in stored.values_mut() {
+        secret.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+            manager: Some(labels::FIELD_MANAGER.into()),
+            operation: Some("Apply".into()),
+            time: Some(Time(a_minute_ago)),
+            ..ManagedFieldsEntry::default()
+        }]);
+    }
+    Observed {
+        secrets: stored,
+        service: None,
+        deployment: deployment_of(&first).cloned(),
+        datastore: Ok(resolved(ca)),
+    }
+}
+
+fn datastore_ca() -> Authority {
+    let p = params();
+    Authority::generate("etcd-ca", p.algorithm, p.ca_validity, p.now).expect("datastore CA")
+}
+
+#[test]
+fn a_provisioned_tenant_needs_no_secret_write() {
+    let observed = provisioned(&datastore_ca());
+    let again = run(&observed);
+    assert!(secrets(&again).is_empty(), "{:?}", secrets(&again).keys());
+    assert_eq!(again.rollout_held_for, None);
+}
+
+#[test]
+fn stripped_labels_come_back_and_the_material_stays() {
+    let mut observed = provisioned(&datastore_ca());
+    for suffix in ["ca", "sa-certificate", "datastore-config"] {
+        let secret = observed.secrets.get_mut(suffix).expect("stored");
+        secret.metadata.labels = None;
+    }
+    let out = run(&observed);
+    let written = secrets(&out);
+    assert_eq!(
+        written.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["ca", "datastore-config", "sa-certificate"]
+    );
+    for (suffix, secret) in &written {
+        assert_eq!(
+            secret_data(secret),
+            secret_data(&observed.secrets[suffix]),
+            "{suffix}: the data is written back unchanged"
+        );
+        let labels = secret.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels[labels::NAME], "k8s-133");
+        assert_eq!(labels[labels::COMPONENT], *suffix);
+    }
+    assert!(!out.ca_rotation, "a missing label never means a new CA");
+}
+
+#[test]
+fn a_datastore_problem_holds_back_only_what_depends_on_it() {
+    let mut observed = provisioned(&datastore_ca());
+    observed.datastore = Err("DataStore default: not found".into());
+    let rotated = observed
+        .secrets
+        .get_mut("api-server-certificate")
+        .expect("stored");
+    rotated.metadata.annotations = Some(BTreeMap::from([(labels::ROTATE.to_string(), String::new())]));
+    let out = run(&observed);
+    assert_eq!(
+        secrets(&out).keys().map(String::as_str).collect::<Vec<_>>(),
+        ["api-server-certificate"]
+    );
+    assert!(deployment_of(&out).is_none(), "the Deployment waits for the DataStore");
+    assert_eq!(
+        out.problems,
+        [Problem::DataStore("DataStore default: not found".into())]
+    );
+}
+
+#[test]
+fn rotated_material_is_written_at_once_and_the_rollout_waits_for_the_batch() {
+    let mut observed = provisioned(&datastore_ca());
+    let deployed = observed.deployment.as_ref().and_then(deployment::deployed_checksum);
+    observed
+        .secrets
+        .get_mut("front-proxy-client-certificate")
+        .expect("stored")
+        .metadata
+        .annotations = Some(BTreeMap::from([(labels::ROTATE.to_string(), String::new())]));
+    let out = run(&observed);
+    let written = secrets(&out);
+    assert_eq!(written.keys().collect::<Vec<_>>(), ["front-proxy-client-certificate"]);
+    let stamp = written["front-proxy-client-certificate"]
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()[labels::ROTATE]
+        .clone();
+    assert!(stamp.ends_with('Z'), "stamped at once: {stamp}");
+    let held = deployment_of(&out).and_then(deployment::deployed_checksum);
+    assert_eq!(held, deployed, "the pod template keeps its checksum while the batch settles");
+    assert_eq!(out.rollout_held_for, Some(Duration::from_secs(2)));
+
+    // Once stored and settled, the next pass rolls: the checksum moves, nothing is re-issued.
+    for (suffix, secret) in written {
+        let mut secret = secret;
+        secret.metadata.managed_fields = observed.secrets[&suffix].metadata.managed_fields.clone();
+        observed.secrets.insert(suffix, secret);
+    }
+    let settled = run(&observed);
+    assert!(secrets(&settled).is_empty());
+    assert_eq!(settled.rollout_held_for, None);
+    assert_ne!(deployment_of(&settled).and_then(deployment::deployed_checksum), deployed);
+}
+
+#[test]
+fn without_an_address_only_the_service_is_applied() {
+    let tenant = tenant("k8s-133", "default");
+    let spec = TenantControlPlaneSpec {
+        network_profile: NetworkProfile::default(),
+        ..spec()
+    };
+    let ca = datastore_ca();
+    let observed = Observed {
+        secrets: BTreeMap::new(),
+        service: None,
+        deployment: None,
+        datastore: Ok(resolved(&ca)),
+    };
+    let out = desired(
+        &Inputs {
+            tenant: &tenant,
+            spec: &spec,
+            provisioned: false,
+            params: params(),
+            batch_window: Duration::from_secs(2),
+        },
+        &observed,
+    );
+    assert!(matches!(out.objects.as_slice(), [Object::Service(_)]));
+    assert_eq!(out.problems, [Problem::WaitingForAddress("k8s-133".into())]);
+}
