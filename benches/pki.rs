@@ -1,18 +1,30 @@
-//! PKI benchmarks: what a new tenant costs per key algorithm (every CA, key pair,
-//! certificate and kubeconfig), where that time goes (key generation vs signing), and
-//! how many Secrets per second the lifecycle controller can inspect.
+//! PKI benchmarks: what the reconciler's desired-state pass costs per key algorithm
+//! for a new tenant (every CA, key pair, certificate and kubeconfig) and for a
+//! provisioned one (every stored certificate checked, nothing issued), where the
+//! time goes (key generation vs signing), and how many Secrets per second the
+//! lifecycle controller can inspect.
 //!
 //! `cargo bench --bench pki` (add `-- --quick` or `--measurement-time 5` for a short run).
 
-use std::{hint::black_box, time::Duration};
+use std::{collections::BTreeMap, hint::black_box, time::Duration};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use kamaji::pki::{
-    Authority, KeyAlgorithm, LeafRequest, PrivateKey,
-    authority::CA_VALIDITY,
-    catalog::{self, Lifecycle, Usage},
-    inspect::inspect,
-    issue::{IssueParams, TenantInputs, TenantPki, issue_tenant},
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::OwnerReference};
+use kamaji::{
+    api::{TenantControlPlaneSpec, datastore::Driver},
+    pki::{
+        Authority, KeyAlgorithm, LeafRequest, PrivateKey,
+        authority::CA_VALIDITY,
+        catalog::{self, Lifecycle, Usage},
+        inspect::inspect,
+        issue::{IssueParams, TenantInputs, TenantPki, issue_tenant},
+    },
+    tenant::{
+        datastore::Resolved,
+        deployment::DatastoreWiring,
+        desired::{Desired, Inputs, Object, Observed, desired},
+        meta::TenantRef,
+    },
 };
 use time::OffsetDateTime;
 
@@ -38,15 +50,102 @@ fn params(algorithm: KeyAlgorithm) -> IssueParams {
     }
 }
 
+fn tenant_ref() -> TenantRef {
+    TenantRef {
+        name: "bench".into(),
+        namespace: "default".into(),
+        owner: OwnerReference {
+            api_version: "kamaji.clastix.io/v1alpha1".into(),
+            kind: "TenantControlPlane".into(),
+            name: "bench".into(),
+            uid: "00000000-0000-0000-0000-000000000001".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        },
+    }
+}
+
+fn spec() -> TenantControlPlaneSpec {
+    serde_json::from_value(serde_json::json!({
+        "kubernetes": {"version": "v1.37.2"},
+        "networkProfile": {"address": "172.18.0.2", "certSANs": ["bench.example.com"]},
+        "addons": {"konnectivity": {}},
+    }))
+    .unwrap()
+}
+
+fn observed(datastore_ca: &Authority, secrets: BTreeMap<String, Secret>) -> Observed {
+    let ca = Authority::from_pem(
+        datastore_ca.certificate_pem().as_bytes(),
+        datastore_ca.key_pem().map(str::as_bytes),
+    )
+    .unwrap();
+    Observed {
+        secrets,
+        service: None,
+        deployment: None,
+        datastore: Ok(Resolved {
+            name: "default".into(),
+            driver: Driver::Etcd,
+            etcd_ca: Some(ca),
+            copied_certificate: None,
+            wiring: DatastoreWiring {
+                etcd_servers: vec!["https://127.0.0.1:2379".into()],
+                prefix: "/default_bench".into(),
+            },
+        }),
+    }
+}
+
+/// One desired-state pass, as the reconciler runs it.
+fn pass(observed: &Observed, params: IssueParams) -> Desired {
+    let (tenant, spec) = (tenant_ref(), spec());
+    desired(
+        &Inputs {
+            tenant: &tenant,
+            spec: &spec,
+            provisioned: !observed.secrets.is_empty(),
+            params,
+            batch_window: Duration::from_secs(2),
+        },
+        observed,
+    )
+}
+
+fn stored(desired: &Desired) -> BTreeMap<String, Secret> {
+    desired
+        .objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Secret(s) => Some((s.metadata.name.clone()?.trim_start_matches("bench-").to_string(), s.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 fn issue(c: &mut Criterion) {
-    let mut group = c.benchmark_group("issue_tenant");
+    let mut group = c.benchmark_group("desired_new_tenant");
     // RSA-4096 tenants take seconds each: keep the sample count at criterion's minimum.
     group.sample_size(10);
     for algorithm in KeyAlgorithm::ALL {
         let params = params(algorithm);
         let datastore_ca = Authority::generate("datastore-ca", algorithm, CA_VALIDITY, params.now).unwrap();
+        let empty = observed(&datastore_ca, BTreeMap::new());
         group.bench_function(BenchmarkId::from_parameter(algorithm), |b| {
-            b.iter(|| issue_tenant(black_box(&tenant()), Some(&datastore_ca), &params).unwrap())
+            b.iter(|| pass(black_box(&empty), params))
+        });
+    }
+    group.finish();
+
+    // A provisioned tenant's pass: every stored certificate checked, nothing issued.
+    let mut group = c.benchmark_group("desired_provisioned_tenant");
+    for algorithm in [KeyAlgorithm::Rsa2048, KeyAlgorithm::EcdsaP256] {
+        let params = params(algorithm);
+        let datastore_ca = Authority::generate("datastore-ca", algorithm, CA_VALIDITY, params.now).unwrap();
+        let provisioned = observed(&datastore_ca, stored(&pass(&observed(&datastore_ca, BTreeMap::new()), params)));
+        assert!(stored(&pass(&provisioned, params)).is_empty(), "a provisioned tenant writes nothing");
+        group.bench_function(BenchmarkId::from_parameter(algorithm), |b| {
+            b.iter(|| pass(black_box(&provisioned), params))
         });
     }
     group.finish();
@@ -149,7 +248,10 @@ fn issue_with_warm_pool(c: &mut Criterion) {
     let Some(pool) = kamaji::pki::pool::install(algorithm, 16) else {
         return;
     };
-    let mut group = c.benchmark_group("issue_tenant_warm_key_pool");
+    let params = params(algorithm);
+    let datastore_ca = Authority::generate("datastore-ca", algorithm, CA_VALIDITY, params.now).unwrap();
+    let empty = observed(&datastore_ca, BTreeMap::new());
+    let mut group = c.benchmark_group("desired_new_tenant_warm_key_pool");
     group.sample_size(10);
     group.bench_function(BenchmarkId::from_parameter(algorithm), |b| {
         b.iter_batched(
@@ -158,7 +260,7 @@ fn issue_with_warm_pool(c: &mut Criterion) {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             },
-            |()| black_box(issue_tenant(&tenant(), None, &params(algorithm)).expect("issues")),
+            |()| black_box(pass(&empty, params)),
             criterion::BatchSize::PerIteration,
         )
     });

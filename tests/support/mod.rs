@@ -218,7 +218,9 @@ impl Operator {
         let log = dir.join(format!("operator-{namespace}-{:04x}.log", rand::random::<u16>()));
         let file = std::fs::File::create(&log).expect("creating the operator log");
         let stderr = file.try_clone().expect("log handle");
-        let child = Command::new(env!("CARGO_BIN_EXE_kamaji"))
+        // KAMAJI_BIN runs another build (a benchmark comparing two versions).
+        let program = std::env::var_os("KAMAJI_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_kamaji").into());
+        let child = Command::new(program)
             .args([
                 "manager",
                 "--watch-namespace",
