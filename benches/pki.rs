@@ -117,7 +117,10 @@ fn stored(desired: &Desired) -> BTreeMap<String, Secret> {
         .objects
         .iter()
         .filter_map(|o| match o {
-            Object::Secret(s) => Some((s.metadata.name.clone()?.trim_start_matches("bench-").to_string(), s.clone())),
+            Object::Secret(s) => Some((
+                s.metadata.name.clone()?.trim_start_matches("bench-").to_string(),
+                s.as_ref().clone(),
+            )),
             _ => None,
         })
         .collect()
@@ -142,8 +145,14 @@ fn issue(c: &mut Criterion) {
     for algorithm in [KeyAlgorithm::Rsa2048, KeyAlgorithm::EcdsaP256] {
         let params = params(algorithm);
         let datastore_ca = Authority::generate("datastore-ca", algorithm, CA_VALIDITY, params.now).unwrap();
-        let provisioned = observed(&datastore_ca, stored(&pass(&observed(&datastore_ca, BTreeMap::new()), params)));
-        assert!(stored(&pass(&provisioned, params)).is_empty(), "a provisioned tenant writes nothing");
+        let provisioned = observed(
+            &datastore_ca,
+            stored(&pass(&observed(&datastore_ca, BTreeMap::new()), params)),
+        );
+        assert!(
+            stored(&pass(&provisioned, params)).is_empty(),
+            "a provisioned tenant writes nothing"
+        );
         group.bench_function(BenchmarkId::from_parameter(algorithm), |b| {
             b.iter(|| pass(black_box(&provisioned), params))
         });

@@ -7,7 +7,6 @@
 //! `KAMAJI_BIN=<path to another kamaji build>` measures that build instead.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -55,7 +54,11 @@ async fn main() {
          dataStore: {datastore}\n  kubernetes:\n    version: v1.33.0\n"
     );
     let applied = support::kubectl_apply(&ns.name, &manifest);
-    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
     let tcps: Api<TenantControlPlane> = Api::namespaced(client.clone(), &ns.name);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
     support::eventually("the tenant to be Ready", Duration::from_secs(120), || async {
@@ -67,7 +70,12 @@ async fn main() {
     println!("{:>4}  {:>12}", "try", "stamped (ms)");
     for attempt in 1..=TRIES {
         support::wait_material_rolled_out(&client, &ns.name, TENANT).await;
-        let before = secrets.get(SECRET).await.expect("the Secret").metadata.resource_version;
+        let before = secrets
+            .get(SECRET)
+            .await
+            .expect("the Secret")
+            .metadata
+            .resource_version;
         let patch = serde_json::json!({"metadata": {"annotations": {"certs.kamaji.clastix.io/rotate": ""}}});
         let started = Instant::now();
         secrets
@@ -76,10 +84,16 @@ async fn main() {
             .expect("annotating");
         loop {
             let secret = secrets.get(SECRET).await.expect("the Secret");
-            if secret.metadata.resource_version != before && rotate_value(&secret).is_some_and(|v| !v.is_empty()) {
+            if secret.metadata.resource_version != before
+                && rotate_value(&secret).is_some_and(|v| !v.is_empty())
+            {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "not stamped within 60 s\n{}", operator.log_text());
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "not stamped within 60 s\n{}",
+                operator.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let elapsed = started.elapsed();

@@ -79,8 +79,11 @@ pub struct LifecycleContext {
     synced: Mutex<HashSet<(String, String)>>,
     /// Serialises the rotation requests of each tenant, so its Secrets expiring together
     /// are annotated in one pass; tenants never wait for each other.
-    requesting: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    requesting: Mutex<HashMap<TenantKey, Arc<tokio::sync::Mutex<()>>>>,
 }
+
+/// A tenant, as `(namespace, name)`.
+type TenantKey = (String, String);
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every update of these maps is a single insert or remove: a poisoned one is still consistent.

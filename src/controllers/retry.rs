@@ -5,11 +5,7 @@
 //! Only retry pacing lives here: losing it on a restart restarts the backoff and
 //! reports the error once more, nothing else.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
@@ -74,7 +70,9 @@ impl Retries {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(&'static str, String, String), Failing>> {
         // Each update is one insert or remove: a poisoned map is still consistent.
-        self.failing.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.failing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -87,7 +85,10 @@ mod tests {
         let retries = Retries::default();
         let first = retries.failed("tcp", "ns", "a", "boom");
         assert!(first.report);
-        assert!(first.after >= MIN_DELAY && first.after <= MIN_DELAY * 2, "{first:?}");
+        assert!(
+            first.after >= MIN_DELAY && first.after <= MIN_DELAY * 2,
+            "{first:?}"
+        );
         let mut last = first.after;
         for _ in 0..12 {
             let next = retries.failed("tcp", "ns", "a", "boom");

@@ -203,7 +203,11 @@ pub struct Mount {
 }
 
 const fn mount(key: &'static str, path: &'static str, components: &'static [Component]) -> Mount {
-    Mount { key, path, components }
+    Mount {
+        key,
+        path,
+        components,
+    }
 }
 
 /// Which Kamaji status field (`status.certificates.*`, `status.kubeconfig.*`,
@@ -340,7 +344,11 @@ pub const TENANT_CA: AuthoritySpec = AuthoritySpec {
     mounts: &[
         // The API server trusts it for clients; the controller-manager signs kubelet
         // certificates with it and publishes it as kube-root-ca.crt.
-        mount("ca.crt", "pki/ca.crt", &[Component::ApiServer, Component::ControllerManager]),
+        mount(
+            "ca.crt",
+            "pki/ca.crt",
+            &[Component::ApiServer, Component::ControllerManager],
+        ),
         mount("ca.key", "pki/ca.key", &[Component::ControllerManager]),
     ],
     status: StatusField::Ca,
@@ -372,7 +380,11 @@ pub const SERVICE_ACCOUNT: KeyPairSpec = KeyPairSpec {
     private_key: "sa.key",
     mounts: &[
         mount("sa.pub", "pki/sa.pub", &[Component::ApiServer]),
-        mount("sa.key", "pki/sa.key", &[Component::ApiServer, Component::ControllerManager]),
+        mount(
+            "sa.key",
+            "pki/sa.key",
+            &[Component::ApiServer, Component::ControllerManager],
+        ),
     ],
     status: StatusField::ServiceAccount,
 };

@@ -289,7 +289,6 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
         max_concurrent_reconciles: args.max_concurrent_tcp_reconciles.max(1),
         tenant_cluster_setup: args.tenant_cluster_setup,
         batch_window: args.rollout_batch_window,
-        ..Settings::default()
     };
     info!(
         deadline = %humantime::format_duration(args.certificate_expiration_deadline),

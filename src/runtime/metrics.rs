@@ -216,7 +216,9 @@ impl Metrics {
 
     /// Counts one request to the API server.
     pub fn kube_request(&self, verb: &'static str, resource: String) {
-        self.requests.get_or_create(&RequestLabels { verb, resource }).inc();
+        self.requests
+            .get_or_create(&RequestLabels { verb, resource })
+            .inc();
     }
 
     /// The metrics in the OpenMetrics text format (see [`CONTENT_TYPE`]).

@@ -141,7 +141,10 @@ pub const API_ACCESS: &[ApiAccess] = &[
         scope: Scope::Cluster,
         why: "each tenant's API server Service (read by name, applied, watched by label)",
         used_by: &[
-            ("src/controllers/tenant_control_plane/observe.rs", "get::<Service>"),
+            (
+                "src/controllers/tenant_control_plane/observe.rs",
+                "get::<Service>",
+            ),
             ("src/controllers/tenant_control_plane/apply.rs", "Object::Service"),
             ("src/controllers/tenant_control_plane/mod.rs", ".owns(services"),
         ],
@@ -156,8 +159,14 @@ pub const API_ACCESS: &[ApiAccess] = &[
         scope: Scope::Cluster,
         why: "each tenant's control-plane Deployment (read by name, applied, watched by label for rollouts)",
         used_by: &[
-            ("src/controllers/tenant_control_plane/observe.rs", "get::<Deployment>"),
-            ("src/controllers/tenant_control_plane/apply.rs", "Object::Deployment"),
+            (
+                "src/controllers/tenant_control_plane/observe.rs",
+                "get::<Deployment>",
+            ),
+            (
+                "src/controllers/tenant_control_plane/apply.rs",
+                "Object::Deployment",
+            ),
             ("src/controllers/tenant_control_plane/mod.rs", ".owns(deployments"),
         ],
     },
@@ -171,7 +180,10 @@ pub const API_ACCESS: &[ApiAccess] = &[
         scope: Scope::Cluster,
         why: "events on tenants and Secrets (kube's Recorder creates, then patches repeats)",
         used_by: &[
-            ("src/controllers/tenant_control_plane/events.rs", "recorder.publish("),
+            (
+                "src/controllers/tenant_control_plane/events.rs",
+                "recorder.publish(",
+            ),
             ("src/controllers/certificate_lifecycle.rs", "recorder.publish("),
             ("src/controllers/tenant_cluster.rs", "recorder.publish("),
         ],

@@ -55,7 +55,10 @@ mod tests {
             ("list", "secrets".into())
         );
         assert_eq!(
-            classified(Method::GET, "/apis/apps/v1/deployments?watch=true&resourceVersion=1"),
+            classified(
+                Method::GET,
+                "/apis/apps/v1/deployments?watch=true&resourceVersion=1"
+            ),
             ("watch", "deployments".into())
         );
         assert_eq!(

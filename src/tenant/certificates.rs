@@ -389,7 +389,10 @@ fn plan_service_account(
 
 /// RFC 3339 in UTC, seconds precision: the value written to the rotate annotation.
 pub fn rfc3339(time: OffsetDateTime) -> String {
-    let utc = time.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(time);
+    let utc = time
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(time);
     // Formatting a UTC time with seconds precision cannot fail; an empty value would
     // read as a new rotation request, so fall back to the Unix time rather than to "".
     utc.format(&time::format_description::well_known::Rfc3339)

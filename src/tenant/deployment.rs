@@ -10,8 +10,7 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
             Container, ContainerPort, HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe,
-            ProjectedVolumeSource, SecretProjection, Volume, VolumeMount,
-            VolumeProjection,
+            ProjectedVolumeSource, SecretProjection, Volume, VolumeMount, VolumeProjection,
         },
     },
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},

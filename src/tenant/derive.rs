@@ -193,7 +193,11 @@ fn certificates_condition(
         .map(ToString::to_string)
         .collect();
     let (ready, reason, message) = if messages.is_empty() {
-        (true, "Issued", "every certificate is issued and valid".to_string())
+        (
+            true,
+            "Issued",
+            "every certificate is issued and valid".to_string(),
+        )
     } else {
         (false, "ActionRequired", messages.join("; "))
     };
@@ -214,7 +218,10 @@ fn driver_condition(
     generation: Option<i64>,
     now: Timestamp,
 ) {
-    match problems.iter().find(|p| matches!(p, Problem::DriverNotSupported(_))) {
+    match problems
+        .iter()
+        .find(|p| matches!(p, Problem::DriverNotSupported(_)))
+    {
         Some(problem) => set_condition_at(
             &mut status.conditions,
             "DriverNotSupported",
@@ -254,11 +261,7 @@ fn fields_condition(
 }
 
 /// `{secretName, checksum, lastUpdate}` of a Secret, keeping lastUpdate while the checksum holds.
-fn secret_status(
-    inputs: &Inputs<'_>,
-    suffix: &str,
-    previous: Option<&SecretStatus>,
-) -> Option<SecretStatus> {
+fn secret_status(inputs: &Inputs<'_>, suffix: &str, previous: Option<&SecretStatus>) -> Option<SecretStatus> {
     let secret = inputs.secrets.get(suffix)?;
     let checksum = data_checksum(&secret_data(secret));
     let last_update = match previous {
@@ -279,7 +282,12 @@ fn field(status: &mut TenantControlPlaneStatus, which: StatusField) -> Option<&m
     let kubeconfigs = || KubeconfigsStatus::default();
     Some(match which {
         StatusField::Ca => return None,
-        StatusField::FrontProxyCa => &mut status.certificates.get_or_insert_with(certificates).front_proxy_ca,
+        StatusField::FrontProxyCa => {
+            &mut status
+                .certificates
+                .get_or_insert_with(certificates)
+                .front_proxy_ca
+        }
         StatusField::ServiceAccount => &mut status.certificates.get_or_insert_with(certificates).sa,
         StatusField::ApiServer => &mut status.certificates.get_or_insert_with(certificates).api_server,
         StatusField::ApiServerKubeletClient => {
@@ -289,14 +297,23 @@ fn field(status: &mut TenantControlPlaneStatus, which: StatusField) -> Option<&m
                 .api_server_kubelet_client
         }
         StatusField::FrontProxyClient => {
-            &mut status.certificates.get_or_insert_with(certificates).front_proxy_client
+            &mut status
+                .certificates
+                .get_or_insert_with(certificates)
+                .front_proxy_client
         }
         StatusField::DatastoreCertificate => {
-            &mut status.storage.get_or_insert_with(StorageStatus::default).certificate
+            &mut status
+                .storage
+                .get_or_insert_with(StorageStatus::default)
+                .certificate
         }
         StatusField::AdminKubeconfig => &mut status.kubeconfig.get_or_insert_with(kubeconfigs).admin,
         StatusField::ControllerManagerKubeconfig => {
-            &mut status.kubeconfig.get_or_insert_with(kubeconfigs).controller_manager
+            &mut status
+                .kubeconfig
+                .get_or_insert_with(kubeconfigs)
+                .controller_manager
         }
         StatusField::SchedulerKubeconfig => &mut status.kubeconfig.get_or_insert_with(kubeconfigs).scheduler,
         StatusField::KonnectivityCertificate => &mut konnectivity(status).certificate,
@@ -319,9 +336,13 @@ fn record_secrets(status: &mut TenantControlPlaneStatus, inputs: &Inputs<'_>) {
     status.kubeconfig.get_or_insert_with(KubeconfigsStatus::default);
     konnectivity_enabled(status, konnectivity);
     for secret_suffix in catalog::secret_suffixes() {
-        let Some(row) = catalog::rows_of_secret(secret_suffix).next() else { continue };
+        let Some(row) = catalog::rows_of_secret(secret_suffix).next() else {
+            continue;
+        };
         let applies = row.applies(konnectivity, true);
-        let Some(slot) = field(status, row.status()) else { continue };
+        let Some(slot) = field(status, row.status()) else {
+            continue;
+        };
         let previous = slot.clone();
         *slot = secret_status(inputs, secret_suffix, previous.as_ref()).filter(|_| applies);
     }

@@ -58,9 +58,9 @@ pub struct Inputs<'a> {
 #[derive(Clone, Debug)]
 pub enum Object {
     /// The Service `<tcp>`.
-    Service(k8s_openapi::api::core::v1::Service),
+    Service(Box<k8s_openapi::api::core::v1::Service>),
     /// A Secret `<tcp>-<suffix>`, whole (server-side apply owns its data).
-    Secret(Secret),
+    Secret(Box<Secret>),
     /// The Deployment `<tcp>`.
     Deployment(Box<Deployment>),
 }
@@ -75,15 +75,15 @@ pub enum Problem {
     #[error("{0}")]
     DataStore(String),
     /// The control plane runs on etcd DataStores only.
-    #[error(
-        "certificates are managed, but the control plane only runs on etcd DataStores (this one is {0})"
-    )]
+    #[error("certificates are managed, but the control plane only runs on etcd DataStores (this one is {0})")]
     DriverNotSupported(&'static str),
     /// A PKI problem (unreadable CA, external CA, issuing failed).
     #[error(transparent)]
     Pki(#[from] certificates::Problem),
     /// A Secret under the tenant's name has a type that cannot hold its material.
-    #[error("secret {secret} has type {found}, expected {wanted}: it is left as it is; delete it to have it re-created")]
+    #[error(
+        "secret {secret} has type {found}, expected {wanted}: it is left as it is; delete it to have it re-created"
+    )]
     SecretType {
         /// Secret name.
         secret: String,
@@ -117,10 +117,10 @@ pub struct Desired {
 pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
     let (tenant, spec) = (inputs.tenant, inputs.spec);
     let mut out = Desired::default();
-    out.objects.push(Object::Service(service::desired(tenant, spec)));
+    out.objects
+        .push(Object::Service(Box::new(service::desired(tenant, spec))));
     let Some(host) = service::endpoint_host(spec, observed.service.as_ref()) else {
-        out.problems
-            .push(Problem::WaitingForAddress(tenant.name.clone()));
+        out.problems.push(Problem::WaitingForAddress(tenant.name.clone()));
         return out;
     };
     let endpoint = service::endpoint(&host, spec.network_profile.port);
@@ -147,7 +147,8 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
         params: inputs.params,
     });
     out.ca_rotation = plan.rotates_tenant_ca();
-    out.problems.extend(plan.problems.iter().cloned().map(Problem::Pki));
+    out.problems
+        .extend(plan.problems.iter().cloned().map(Problem::Pki));
 
     // The data every Secret will hold once this pass is applied.
     let mut data: BTreeMap<String, SecretData> = stored
@@ -155,7 +156,11 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
         .map(|(suffix, s)| (suffix.clone(), s.data.clone()))
         .collect();
     let mut written = secret_writes(tenant, &plan, observed, &mut out);
-    for write in plan.writes.iter().filter(|w| written.iter().any(|s| s == w.suffix)) {
+    for write in plan
+        .writes
+        .iter()
+        .filter(|w| written.iter().any(|s| s == w.suffix))
+    {
         data.insert(write.suffix.to_string(), write.data.clone());
     }
     if let Ok(resolved) = &observed.datastore
@@ -163,7 +168,7 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
     {
         data.insert(suffix::DATASTORE_CONFIG.to_string(), secret_data(&config));
         written.push(suffix::DATASTORE_CONFIG.to_string());
-        out.objects.push(Object::Secret(config));
+        out.objects.push(Object::Secret(Box::new(config)));
     }
     restore_metadata(tenant, observed, &stored, &written, &mut out);
 
@@ -174,7 +179,12 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
 }
 
 /// The tenant as its certificates see it.
-fn tenant_inputs(tenant: &TenantRef, spec: &TenantControlPlaneSpec, endpoint: &str, user: &str) -> TenantInputs {
+fn tenant_inputs(
+    tenant: &TenantRef,
+    spec: &TenantControlPlaneSpec,
+    endpoint: &str,
+    user: &str,
+) -> TenantInputs {
     TenantInputs {
         name: tenant.name.clone(),
         namespace: tenant.namespace.clone(),
@@ -281,14 +291,14 @@ fn secret_writes(tenant: &TenantRef, plan: &Plan, observed: &Observed, out: &mut
             out.rotated
                 .push((tenant.object_name(write.suffix), write.reason.clone()));
         }
-        out.objects.push(Object::Secret(secret_object(
+        out.objects.push(Object::Secret(Box::new(secret_object(
             tenant,
             write.suffix,
             wanted,
             write.lifecycle.map(|l| l.label_value()),
             write.rotate_annotation.as_deref(),
             &write.data,
-        )));
+        ))));
         written.push(write.suffix.to_string());
     }
     written
@@ -349,16 +359,18 @@ fn restore_metadata(
         if carries_metadata(secret, &wanted) {
             continue;
         }
-        let Some(stored) = stored.get(suffix) else { continue };
+        let Some(stored) = stored.get(suffix) else {
+            continue;
+        };
         let type_ = secret.type_.as_deref().unwrap_or("Opaque");
-        out.objects.push(Object::Secret(secret_object(
+        out.objects.push(Object::Secret(Box::new(secret_object(
             tenant,
             suffix,
             type_,
             lifecycle,
             stored.rotate_annotation.as_deref(),
             &owned_data(suffix, &stored.data),
-        )));
+        ))));
     }
 }
 
@@ -387,7 +399,9 @@ fn owned_data(suffix: &str, data: &SecretData) -> SecretData {
     let keys: Vec<&str> = if suffix == suffix::DATASTORE_CONFIG {
         vec!["DB_CONNECTION_STRING", "DB_SCHEMA", "DB_USER", "DB_PASSWORD"]
     } else {
-        catalog::rows_of_secret(suffix).flat_map(|row| row.data_keys()).collect()
+        catalog::rows_of_secret(suffix)
+            .flat_map(|row| row.data_keys())
+            .collect()
     };
     data.iter()
         .filter(|(k, _)| keys.contains(&k.as_str()))
@@ -414,22 +428,20 @@ fn deployment_object(
     let konnectivity = inputs.spec.konnectivity().is_some();
     let mounted = deployment::mounted_secret_suffixes(konnectivity);
     let empty = SecretData::new();
-    let checksum = deployment::material_checksum(
-        mounted
-            .iter()
-            .map(|s| (*s, data.get(*s).unwrap_or(&empty))),
-    );
-    let deployed = observed.deployment.as_ref().and_then(deployment::deployed_checksum);
+    let checksum =
+        deployment::material_checksum(mounted.iter().map(|s| (*s, data.get(*s).unwrap_or(&empty))));
+    let deployed = observed
+        .deployment
+        .as_ref()
+        .and_then(deployment::deployed_checksum);
     let checksum = match deployed {
-        Some(deployed) if deployed != checksum => {
-            match batch_wait(inputs, observed, &mounted, written) {
-                Some(wait) => {
-                    out.rollout_held_for = Some(wait);
-                    deployed
-                }
-                None => checksum,
+        Some(deployed) if deployed != checksum => match batch_wait(inputs, observed, &mounted, written) {
+            Some(wait) => {
+                out.rollout_held_for = Some(wait);
+                deployed
             }
-        }
+            None => checksum,
+        },
         _ => checksum,
     };
     Some(deployment::desired(

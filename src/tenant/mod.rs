@@ -5,9 +5,9 @@
 pub mod bootstrap;
 pub mod certificates;
 pub mod datastore;
-pub mod desired;
 pub mod deployment;
 pub mod derive;
+pub mod desired;
 pub mod meta;
 pub mod service;
 pub mod status;

@@ -134,7 +134,15 @@ pub fn set_condition(
     message: String,
     generation: Option<i64>,
 ) {
-    set_condition_at(conditions, type_, status, reason, message, generation, Timestamp::now());
+    set_condition_at(
+        conditions,
+        type_,
+        status,
+        reason,
+        message,
+        generation,
+        Timestamp::now(),
+    );
 }
 
 /// [`set_condition`] at a given time (a flip's lastTransitionTime).

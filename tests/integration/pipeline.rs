@@ -29,7 +29,11 @@ async fn provision(client: &Client, ns: &str, metrics_port: u16) -> (Operator, S
          version: v1.33.0\n  networkProfile:\n    port: 6443\n"
     );
     let applied = kubectl_apply(ns, &manifest);
-    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
     wait_for_status(client, ns, KubernetesVersionStatus::Ready, &operator).await;
     (operator, datastore)
 }
@@ -68,20 +72,25 @@ async fn stripped_labels_come_back_and_the_ca_sa_key_and_datastore_config_are_ke
         ]);
     }
     for suffix in suffixes {
-        let restored = eventually(&format!("the labels of {TENANT}-{suffix}"), Duration::from_secs(30), || {
-            let client = client.clone();
-            let ns = ns.name.clone();
-            async move {
-                let secret = secret(&client, &ns, suffix).await;
-                (labels(&secret).get("kamaji.clastix.io/name").map(String::as_str) == Some(TENANT))
-                    .then_some(secret)
-            }
-        })
+        let restored = eventually(
+            &format!("the labels of {TENANT}-{suffix}"),
+            Duration::from_secs(30),
+            || {
+                let client = client.clone();
+                let ns = ns.name.clone();
+                async move {
+                    let secret = secret(&client, &ns, suffix).await;
+                    (labels(&secret).get("kamaji.clastix.io/name").map(String::as_str) == Some(TENANT))
+                        .then_some(secret)
+                }
+            },
+        )
         .await;
         assert_eq!(labels(&restored)["kamaji.clastix.io/project"], "kamaji");
         assert_eq!(labels(&restored)["kamaji.clastix.io/component"], suffix);
         assert_eq!(
-            restored.data, before[suffix],
+            restored.data,
+            before[suffix],
             "{suffix}: its material is the same after its labels were stripped\n{}",
             operator.log_text()
         );
@@ -95,7 +104,11 @@ async fn stripped_labels_come_back_and_the_ca_sa_key_and_datastore_config_are_ke
         .and_then(|s| s.kubernetes_resources)
         .and_then(|r| r.version)
         .and_then(|v| v.status);
-    assert_eq!(version, Some(KubernetesVersionStatus::Ready), "no CA rotation was started");
+    assert_eq!(
+        version,
+        Some(KubernetesVersionStatus::Ready),
+        "no CA rotation was started"
+    );
 }
 
 #[tokio::test]
@@ -106,16 +119,31 @@ async fn an_unreadable_datastore_does_not_hold_back_an_unrelated_rotation() {
     // The DataStore's CA Secret goes away: the DataStore can no longer sign anything.
     kubectl_ok(&["delete", "secret", "-n", &ns.name, "etcd-ca"]);
     let name = format!("{TENANT}-api-server-certificate");
-    kubectl_ok(&["annotate", "secret", "-n", &ns.name, &name, "certs.kamaji.clastix.io/rotate="]);
-    let stamp = eventually("the API server certificate's rotation stamp", Duration::from_secs(30), || {
-        let client = client.clone();
-        let ns = ns.name.clone();
-        async move {
-            let secret = secret(&client, &ns, "api-server-certificate").await;
-            let value = secret.metadata.annotations?.get("certs.kamaji.clastix.io/rotate")?.clone();
-            (!value.is_empty()).then_some(value)
-        }
-    })
+    kubectl_ok(&[
+        "annotate",
+        "secret",
+        "-n",
+        &ns.name,
+        &name,
+        "certs.kamaji.clastix.io/rotate=",
+    ]);
+    let stamp = eventually(
+        "the API server certificate's rotation stamp",
+        Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            let ns = ns.name.clone();
+            async move {
+                let secret = secret(&client, &ns, "api-server-certificate").await;
+                let value = secret
+                    .metadata
+                    .annotations?
+                    .get("certs.kamaji.clastix.io/rotate")?
+                    .clone();
+                (!value.is_empty()).then_some(value)
+            }
+        },
+    )
     .await;
     assert!(
         stamp.parse::<k8s_openapi::jiff::Timestamp>().is_ok(),
@@ -126,7 +154,10 @@ async fn an_unreadable_datastore_does_not_hold_back_an_unrelated_rotation() {
         let client = client.clone();
         let ns = ns.name.clone();
         async move {
-            let tcp = Api::<TenantControlPlane>::namespaced(client, &ns).get(TENANT).await.ok()?;
+            let tcp = Api::<TenantControlPlane>::namespaced(client, &ns)
+                .get(TENANT)
+                .await
+                .ok()?;
             tcp.status?
                 .conditions
                 .into_iter()

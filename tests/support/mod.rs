@@ -400,24 +400,28 @@ pub async fn wait_material_rolled_out(client: &Client, ns: &str, tenant: &str) {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let tcps: Api<TenantControlPlane> = Api::namespaced(client.clone(), ns);
-    eventually("the rollout of the stored material to complete", Duration::from_secs(120), || async {
-        let konnectivity = tcps.get(tenant).await.ok()?.spec.konnectivity().is_some();
-        let mut data = Vec::new();
-        for suffix in deployment::mounted_secret_suffixes(konnectivity) {
-            let secret = secrets.get_opt(&format!("{tenant}-{suffix}")).await.ok()?;
-            data.push((suffix, kamaji::tenant::desired::secret_data(&secret?)));
-        }
-        let wanted = deployment::material_checksum(data.iter().map(|(s, d)| (*s, d)));
-        let d = deployments.get(tenant).await.ok()?;
-        let carried = deployment::deployed_checksum(&d)?;
-        let status = d.status?;
-        let want = d.spec.replicas.unwrap_or(1);
-        let done = carried == wanted
-            && status.observed_generation >= d.metadata.generation
-            && status.updated_replicas == Some(want)
-            && status.replicas == Some(want)
-            && status.ready_replicas == Some(want);
-        done.then_some(())
-    })
+    eventually(
+        "the rollout of the stored material to complete",
+        Duration::from_secs(120),
+        || async {
+            let konnectivity = tcps.get(tenant).await.ok()?.spec.konnectivity().is_some();
+            let mut data = Vec::new();
+            for suffix in deployment::mounted_secret_suffixes(konnectivity) {
+                let secret = secrets.get_opt(&format!("{tenant}-{suffix}")).await.ok()?;
+                data.push((suffix, kamaji::tenant::desired::secret_data(&secret?)));
+            }
+            let wanted = deployment::material_checksum(data.iter().map(|(s, d)| (*s, d)));
+            let d = deployments.get(tenant).await.ok()?;
+            let carried = deployment::deployed_checksum(&d)?;
+            let status = d.status?;
+            let want = d.spec.replicas.unwrap_or(1);
+            let done = carried == wanted
+                && status.observed_generation >= d.metadata.generation
+                && status.updated_replicas == Some(want)
+                && status.replicas == Some(want)
+                && status.ready_replicas == Some(want);
+            done.then_some(())
+        },
+    )
     .await;
 }

@@ -30,7 +30,7 @@ pub async fn apply(
     for object in objects {
         match object {
             Object::Service(service) => {
-                let applied = patch(ctx, ns, &tenant.name, "service", service, &params).await?;
+                let applied = patch(ctx, ns, &tenant.name, "service", service.as_ref(), &params).await?;
                 observed.service = Some(applied);
             }
             Object::Deployment(deployment) => {
@@ -40,7 +40,7 @@ pub async fn apply(
             }
             Object::Secret(secret) => {
                 let name = secret.name_any();
-                let applied: Secret = patch(ctx, ns, &name, "secret", secret, &params).await?;
+                let applied: Secret = patch(ctx, ns, &name, "secret", secret.as_ref(), &params).await?;
                 let suffix = name
                     .strip_prefix(&format!("{}-", tenant.name))
                     .unwrap_or(&name)

@@ -139,4 +139,3 @@ async fn read(client: &Client, content: &ContentRef) -> Result<Vec<u8>, String> 
             )
         })
 }
-

@@ -61,10 +61,10 @@ pub fn problem_reason(problem: &Problem) -> &'static str {
 /// Whether the previous status already reports `problem` (in one of its conditions).
 fn already_reported(previous: Option<&TenantControlPlaneStatus>, problem: &Problem) -> bool {
     let text = problem.to_string();
-    previous
-        .into_iter()
-        .flat_map(|s| s.conditions.iter())
-        .any(|c| c.status != "True" && c.message.contains(&text) || c.type_ == "DriverNotSupported" && c.message == text)
+    previous.into_iter().flat_map(|s| s.conditions.iter()).any(|c| {
+        c.status != "True" && c.message.contains(&text)
+            || c.type_ == "DriverNotSupported" && c.message == text
+    })
 }
 
 /// Events of a pass whose outcome is `desired` and whose new status is `status`.
@@ -76,13 +76,28 @@ pub async fn publish_outcome(
 ) {
     if !desired.rotated.is_empty() {
         let names: Vec<&str> = desired.rotated.iter().map(|(name, _)| name.as_str()).collect();
-        publish(ctx, tcp, EventType::Normal, "Rotated", format!("re-issued {}", names.join(", "))).await;
+        publish(
+            ctx,
+            tcp,
+            EventType::Normal,
+            "Rotated",
+            format!("re-issued {}", names.join(", ")),
+        )
+        .await;
     }
     for problem in &desired.problems {
-        if matches!(problem, Problem::WaitingForAddress(_)) || already_reported(tcp.status.as_ref(), problem) {
+        if matches!(problem, Problem::WaitingForAddress(_)) || already_reported(tcp.status.as_ref(), problem)
+        {
             continue;
         }
-        publish(ctx, tcp, EventType::Warning, problem_reason(problem), problem.to_string()).await;
+        publish(
+            ctx,
+            tcp,
+            EventType::Warning,
+            problem_reason(problem),
+            problem.to_string(),
+        )
+        .await;
     }
     let version = |s: &TenantControlPlaneStatus| {
         s.kubernetes_resources

@@ -71,9 +71,7 @@ pub async fn run(ctx: Arc<Context>) {
     // Owned objects are watched through our label only: never every Secret of the cluster.
     let owned = watcher::Config::default().labels(&format!("{}={}", labels::PROJECT, labels::PROJECT_VALUE));
     let controller = Controller::new(tcps, watcher::Config::default())
-        .with_config(
-            ControllerConfig::default().concurrency(ctx.settings.max_concurrent_reconciles),
-        )
+        .with_config(ControllerConfig::default().concurrency(ctx.settings.max_concurrent_reconciles))
         .owns(secrets, owned.clone())
         .owns(deployments, owned.clone())
         .owns(services, owned);
@@ -145,7 +143,11 @@ pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Resul
     }
     let stored = apply::apply(&ctx, &tenant, observed, &desired.objects).await?;
     if !desired.rotated.is_empty() {
-        let rotated: Vec<String> = desired.rotated.iter().map(|(n, r)| format!("{n} ({r})")).collect();
+        let rotated: Vec<String> = desired
+            .rotated
+            .iter()
+            .map(|(n, r)| format!("{n} ({r})"))
+            .collect();
         info!(tenant = %tenant.name, namespace = %tenant.namespace, secrets = ?rotated, "re-issued");
     }
     let status = derive::status(&derive::Inputs {
@@ -166,7 +168,11 @@ pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Resul
     let source_expiring = datastore_source_warning(&ctx, &tcp, &stored).await;
     let action = next_action(&desired, &status, source_expiring);
     status::write(&ctx, &tcp, &tenant, status).await?;
-    if let Some(Problem::DataStore(reason)) = desired.problems.iter().find(|p| matches!(p, Problem::DataStore(_))) {
+    if let Some(Problem::DataStore(reason)) = desired
+        .problems
+        .iter()
+        .find(|p| matches!(p, Problem::DataStore(_)))
+    {
         // Everything that does not depend on the DataStore is done; retry the rest with backoff.
         return Err(Error::DataStoreUnusable {
             name: tcp.spec.data_store.clone().unwrap_or_default(),
@@ -224,7 +230,14 @@ async fn datastore_source_warning(ctx: &Context, tcp: &TenantControlPlane, store
     let Some(warning) = source_expiry_warning(name, copied, deadline, OffsetDateTime::now_utc()) else {
         return false;
     };
-    events::publish(ctx, tcp, EventType::Warning, "DataStoreCertificateExpiring", warning).await;
+    events::publish(
+        ctx,
+        tcp,
+        EventType::Warning,
+        "DataStoreCertificateExpiring",
+        warning,
+    )
+    .await;
     true
 }
 

@@ -35,7 +35,10 @@ fn resolved(ca: &Authority) -> Resolved {
     Resolved {
         name: "default".into(),
         driver: Driver::Etcd,
-        etcd_ca: Some(Authority::from_pem(ca.certificate_pem().as_bytes(), ca.key_pem().map(str::as_bytes)).expect("CA")),
+        etcd_ca: Some(
+            Authority::from_pem(ca.certificate_pem().as_bytes(), ca.key_pem().map(str::as_bytes))
+                .expect("CA"),
+        ),
         copied_certificate: None,
         wiring: deployment::DatastoreWiring {
             etcd_servers: vec!["https://127.0.0.1:2379".into()],
@@ -64,8 +67,13 @@ fn secrets(out: &Desired) -> BTreeMap<String, Secret> {
         .iter()
         .filter_map(|o| match o {
             Object::Secret(s) => Some((
-                s.metadata.name.clone().unwrap_or_default().trim_start_matches("k8s-133-").to_string(),
-                s.clone(),
+                s.metadata
+                    .name
+                    .clone()
+                    .unwrap_or_default()
+                    .trim_start_matches("k8s-133-")
+                    .to_string(),
+                s.as_ref().clone(),
             )),
             _ => None,
         })
@@ -161,7 +169,10 @@ fn a_datastore_problem_holds_back_only_what_depends_on_it() {
         secrets(&out).keys().map(String::as_str).collect::<Vec<_>>(),
         ["api-server-certificate"]
     );
-    assert!(deployment_of(&out).is_none(), "the Deployment waits for the DataStore");
+    assert!(
+        deployment_of(&out).is_none(),
+        "the Deployment waits for the DataStore"
+    );
     assert_eq!(
         out.problems,
         [Problem::DataStore("DataStore default: not found".into())]
@@ -171,7 +182,10 @@ fn a_datastore_problem_holds_back_only_what_depends_on_it() {
 #[test]
 fn rotated_material_is_written_at_once_and_the_rollout_waits_for_the_batch() {
     let mut observed = provisioned(&datastore_ca());
-    let deployed = observed.deployment.as_ref().and_then(deployment::deployed_checksum);
+    let deployed = observed
+        .deployment
+        .as_ref()
+        .and_then(deployment::deployed_checksum);
     observed
         .secrets
         .get_mut("front-proxy-client-certificate")
@@ -180,7 +194,10 @@ fn rotated_material_is_written_at_once_and_the_rollout_waits_for_the_batch() {
         .annotations = Some(BTreeMap::from([(labels::ROTATE.to_string(), String::new())]));
     let out = run(&observed);
     let written = secrets(&out);
-    assert_eq!(written.keys().collect::<Vec<_>>(), ["front-proxy-client-certificate"]);
+    assert_eq!(
+        written.keys().collect::<Vec<_>>(),
+        ["front-proxy-client-certificate"]
+    );
     let stamp = written["front-proxy-client-certificate"]
         .metadata
         .annotations
@@ -189,7 +206,10 @@ fn rotated_material_is_written_at_once_and_the_rollout_waits_for_the_batch() {
         .clone();
     assert!(stamp.ends_with('Z'), "stamped at once: {stamp}");
     let held = deployment_of(&out).and_then(deployment::deployed_checksum);
-    assert_eq!(held, deployed, "the pod template keeps its checksum while the batch settles");
+    assert_eq!(
+        held, deployed,
+        "the pod template keeps its checksum while the batch settles"
+    );
     assert_eq!(out.rollout_held_for, Some(Duration::from_secs(2)));
 
     // Once stored and settled, the next pass rolls: the checksum moves, nothing is re-issued.
@@ -201,7 +221,10 @@ fn rotated_material_is_written_at_once_and_the_rollout_waits_for_the_batch() {
     let settled = run(&observed);
     assert!(secrets(&settled).is_empty());
     assert_eq!(settled.rollout_held_for, None);
-    assert_ne!(deployment_of(&settled).and_then(deployment::deployed_checksum), deployed);
+    assert_ne!(
+        deployment_of(&settled).and_then(deployment::deployed_checksum),
+        deployed
+    );
 }
 
 #[test]
