@@ -259,7 +259,6 @@ pub async fn reconcile(secret: Arc<Secret>, state: Arc<LifecycleContext>) -> Res
 }
 
 async fn check(secret: &Secret, state: &LifecycleContext) -> Result<Action, Error> {
-    let ctx = &state.ctx;
     let name = secret.name_any();
     let namespace = secret
         .namespace()
@@ -269,126 +268,157 @@ async fn check(secret: &Secret, state: &LifecycleContext) -> Result<Action, Erro
         forget(state, &namespace, &name).await;
         return Ok(Action::await_change());
     };
-    let tenant = tenant_label(secret);
-    let deadline = ctx.settings.certificate_expiration_deadline;
-    let now = OffsetDateTime::now_utc();
-
     let inspection = match inspect_secret(secret, lifecycle) {
         Ok(inspection) => inspection,
-        Err(problem) => {
-            let previous = ctx.metrics.observe_secret(
-                &namespace,
-                &name,
-                &tenant,
-                lifecycle.label_value(),
-                Observation::Invalid,
-            );
-            if previous.map(|p| p.observation) != Some(Observation::Invalid) {
-                warn!(%namespace, secret = %name, reason = problem.reason(), %problem, "unreadable certificate");
-            }
-            publish(
-                ctx,
-                secret,
-                EventType::Warning,
-                "InvalidCertificate",
-                format!("{problem}; the Secret is left untouched and checked again with backoff"),
-            )
-            .await;
-            if let Some(tcp) = owner(secret) {
-                sync_condition(state, &namespace, &tcp).await?;
-            }
-            return Err(Error::InvalidCertificate {
-                secret: format!("{namespace}/{name}"),
-                source: problem,
-            });
-        }
+        Err(problem) => return Err(report_unreadable(state, secret, &namespace, lifecycle, problem).await),
     };
     let Some(earliest) = inspection.earliest() else {
         return Ok(Action::await_change());
     };
-    let not_after = earliest.not_after;
-    let renewal = not_after - deadline;
+    let now = OffsetDateTime::now_utc();
+    let deadline = state.ctx.settings.certificate_expiration_deadline;
     let rotate = secret.annotations().get(labels::ROTATE).map(String::as_str);
-    let decision = decide(not_after, now, deadline, rotate);
-    let previous = ctx.metrics.observe_secret(
-        &namespace,
-        &name,
-        &tenant,
-        lifecycle.label_value(),
-        Observation::Readable {
-            expiration: not_after.unix_timestamp(),
-            renewal: renewal.unix_timestamp(),
-            expiring: !matches!(decision, Decision::Wait(_)),
-        },
-    );
-    if let Some(tcp) = owner(secret) {
-        let key = (namespace.clone(), tcp.clone());
-        let repaired = previous.is_some_and(|p| p.observation == Observation::Invalid);
-        let unchecked = !lock(&state.synced).contains(&key);
-        if repaired || unchecked {
-            sync_condition(state, &namespace, &tcp).await?;
-        }
-    }
-
+    let decision = decide(earliest.not_after, now, deadline, rotate);
+    record_readable(state, secret, &namespace, lifecycle, earliest, &decision).await?;
     match decision {
         Decision::Wait(wait) => {
+            let (not_after, renewal) = (earliest.not_after, earliest.not_after - deadline);
             debug!(%namespace, secret = %name, not_after = %rfc3339(not_after), renewal = %rfc3339(renewal), "rotation scheduled");
             Ok(Action::requeue(wait))
         }
         Decision::Pending => Ok(Action::await_change()),
         Decision::StillExpiring { rotated_at } => {
+            let note = format!(
+                "{} (serial {}) expires at {} although it was rotated at {rotated_at}: \
+                 renew its source (or make the validity longer than the deadline)",
+                earliest.data_key,
+                earliest.serial,
+                rfc3339(earliest.not_after)
+            );
             publish(
-                ctx,
+                &state.ctx,
                 secret,
                 EventType::Warning,
                 "CertificateExpiring",
-                format!(
-                    "{} (serial {}) expires at {} although it was rotated at {rotated_at}: \
-                     renew its source (or make the validity longer than the deadline)",
-                    earliest.data_key,
-                    earliest.serial,
-                    rfc3339(not_after)
-                ),
+                note,
             )
             .await;
             Ok(Action::requeue(STILL_EXPIRING_RECHECK))
         }
-        Decision::RequestRotation => {
-            if secret.annotations().contains_key(labels::PAUSED) {
-                info!(%namespace, secret = %name, "due for rotation but paused: {} is set", labels::PAUSED);
-                return Ok(Action::await_change());
-            }
-            let Some(tcp) = owner(secret) else {
-                publish(
-                    ctx,
-                    secret,
-                    EventType::Warning,
-                    "CertificateExpiring",
-                    format!(
-                        "{} expires at {}, within the expiration deadline, and no TenantControlPlane \
-                         owns this Secret to rotate it",
-                        earliest.data_key,
-                        rfc3339(not_after)
-                    ),
-                )
-                .await;
-                return Ok(Action::requeue(STILL_EXPIRING_RECHECK));
-            };
-            let tcps: Api<TenantControlPlane> = Api::namespaced(ctx.client.clone(), &namespace);
-            let owner_tcp = tcps.get_opt(&tcp).await.map_err(Error::kube(
-                "get",
-                format!("tenantcontrolplane {namespace}/{tcp}"),
-            ))?;
-            if owner_tcp
-                .as_ref()
-                .is_some_and(|t| t.annotations().contains_key(labels::PAUSED))
-            {
-                info!(%namespace, secret = %name, tenant = %tcp, "due for rotation but the tenant is paused");
-                return Ok(Action::await_change());
-            }
-            request_rotations(state, secret, &namespace, &tcp, now).await
+        Decision::RequestRotation => request_if_allowed(state, secret, &namespace, earliest, now).await,
+    }
+}
+
+/// An unreadable Secret: the `invalid` metric, a Warning event, its tenant's
+/// condition; the error retries the check with backoff.
+async fn report_unreadable(
+    state: &LifecycleContext,
+    secret: &Secret,
+    namespace: &str,
+    lifecycle: Lifecycle,
+    problem: crate::pki::InspectError,
+) -> Error {
+    let name = secret.name_any();
+    let previous = state.ctx.metrics.observe_secret(
+        namespace,
+        &name,
+        &tenant_label(secret),
+        lifecycle.label_value(),
+        Observation::Invalid,
+    );
+    if previous.map(|p| p.observation) != Some(Observation::Invalid) {
+        warn!(%namespace, secret = %name, reason = problem.reason(), %problem, "unreadable certificate");
+    }
+    let note = format!("{problem}; the Secret is left untouched and checked again with backoff");
+    publish(&state.ctx, secret, EventType::Warning, "InvalidCertificate", note).await;
+    if let Some(tcp) = owner(secret)
+        && let Err(error) = sync_condition(state, namespace, &tcp).await
+    {
+        return error;
+    }
+    Error::InvalidCertificate {
+        secret: format!("{namespace}/{name}"),
+        source: problem,
+    }
+}
+
+/// A readable Secret: its expiry series, and its tenant's condition when it was
+/// repaired or never checked since the process started.
+async fn record_readable(
+    state: &LifecycleContext,
+    secret: &Secret,
+    namespace: &str,
+    lifecycle: Lifecycle,
+    earliest: &crate::pki::inspect::CertificateInfo,
+    decision: &Decision,
+) -> Result<(), Error> {
+    let deadline = state.ctx.settings.certificate_expiration_deadline;
+    let previous = state.ctx.metrics.observe_secret(
+        namespace,
+        &secret.name_any(),
+        &tenant_label(secret),
+        lifecycle.label_value(),
+        Observation::Readable {
+            expiration: earliest.not_after.unix_timestamp(),
+            renewal: (earliest.not_after - deadline).unix_timestamp(),
+            expiring: !matches!(decision, Decision::Wait(_)),
+        },
+    );
+    if let Some(tcp) = owner(secret) {
+        let key = (namespace.to_string(), tcp.clone());
+        let repaired = previous.is_some_and(|p| p.observation == Observation::Invalid);
+        let unchecked = !lock(&state.synced).contains(&key);
+        if repaired || unchecked {
+            sync_condition(state, namespace, &tcp).await?;
         }
     }
+    Ok(())
+}
+
+/// Requests the rotation of a Secret past its deadline, unless it or its tenant is
+/// paused, or no tenant owns it (then a Warning says so).
+async fn request_if_allowed(
+    state: &LifecycleContext,
+    secret: &Secret,
+    namespace: &str,
+    earliest: &crate::pki::inspect::CertificateInfo,
+    now: OffsetDateTime,
+) -> Result<Action, Error> {
+    let name = secret.name_any();
+    if secret.annotations().contains_key(labels::PAUSED) {
+        info!(%namespace, secret = %name, "due for rotation but paused: {} is set", labels::PAUSED);
+        return Ok(Action::await_change());
+    }
+    let Some(tcp) = owner(secret) else {
+        let note = format!(
+            "{} expires at {}, within the expiration deadline, and no TenantControlPlane \
+             owns this Secret to rotate it",
+            earliest.data_key,
+            rfc3339(earliest.not_after)
+        );
+        publish(
+            &state.ctx,
+            secret,
+            EventType::Warning,
+            "CertificateExpiring",
+            note,
+        )
+        .await;
+        return Ok(Action::requeue(STILL_EXPIRING_RECHECK));
+    };
+    let tcps: Api<TenantControlPlane> = Api::namespaced(state.ctx.client.clone(), namespace);
+    let owner_tcp = tcps.get_opt(&tcp).await.map_err(Error::kube(
+        "get",
+        format!("tenantcontrolplane {namespace}/{tcp}"),
+    ))?;
+    if owner_tcp
+        .as_ref()
+        .is_some_and(|t| t.annotations().contains_key(labels::PAUSED))
+    {
+        info!(%namespace, secret = %name, tenant = %tcp, "due for rotation but the tenant is paused");
+        return Ok(Action::await_change());
+    }
+    request_rotations(state, secret, namespace, &tcp, now).await
 }
 
 /// Annotates `secret` and every other Secret of the same tenant whose deadline has
@@ -587,17 +617,7 @@ async fn sync_condition(state: &LifecycleContext, namespace: &str, tenant: &str)
     Ok(())
 }
 
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push_str(" ...");
-    }
-    text
-}
+use crate::controllers::truncate;
 
 async fn publish(ctx: &Context, secret: &Secret, type_: EventType, reason: &str, note: String) {
     let event = Event {

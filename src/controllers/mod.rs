@@ -13,6 +13,20 @@ use std::sync::Arc;
 pub use context::{Context, Settings};
 pub use error::Error;
 
+/// Cuts `text` to at most `max` bytes (on a character boundary), marking the cut:
+/// the API server limits event notes to 1 KiB, conditions are kept readable.
+pub fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(" ...");
+    }
+    text
+}
+
 /// Runs every controller of the operator until shutdown (SIGTERM, Ctrl-C).
 /// The manager calls this once it holds the leader lease.
 pub async fn run_all(ctx: Arc<Context>) {

@@ -177,7 +177,22 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         }
     };
 
-    // CAs: usable authorities by signer, after any rotation.
+    let authorities = plan_authorities(inputs, &mut plan, &rotate_value);
+    plan_service_account(inputs, &mut plan, &rotate_value);
+    plan_leaves(inputs, &mut plan, &authorities, &rotate_value);
+    plan
+}
+
+/// A rotate-annotation value: the rotation time when rotated, else what is stored.
+type RotateValue<'a> = dyn Fn(Option<&Stored>, bool) -> Option<String> + 'a;
+
+/// The CAs: generated when missing or asked for, reported (never replaced) when
+/// unreadable. Returns the usable authorities by suffix, after any rotation.
+fn plan_authorities(
+    inputs: &Inputs<'_>,
+    plan: &mut Plan,
+    rotate_value: &RotateValue<'_>,
+) -> BTreeMap<&'static str, Authority> {
     let mut authorities: BTreeMap<&str, Authority> = BTreeMap::new();
     for spec in AUTHORITIES {
         let stored = inputs.stored.get(spec.secret_suffix);
@@ -227,8 +242,16 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
         }
     }
 
-    plan_service_account(inputs, &mut plan, &rotate_value);
+    authorities
+}
 
+/// Every leaf Secret: issued when missing, asked for or stale, signed by its CA.
+fn plan_leaves(
+    inputs: &Inputs<'_>,
+    plan: &mut Plan,
+    authorities: &BTreeMap<&'static str, Authority>,
+    rotate_value: &RotateValue<'_>,
+) {
     let tenant_ca = authorities.get(catalog::TENANT_CA.secret_suffix);
     let front_proxy_ca = authorities.get(FRONT_PROXY_CA.secret_suffix);
     let datastore_ca = inputs.datastore.ca();
@@ -243,7 +266,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             continue;
         }
         if let (DatastoreSource::Copied(copied), Some(row)) = (inputs.datastore, copied_row(suffix)) {
-            plan.writes.extend(copy_write(row, stored, copied, &rotate_value));
+            plan.writes.extend(copy_write(row, stored, copied, rotate_value));
             continue;
         }
         let Some(first) = rows.first() else { continue };
@@ -309,7 +332,6 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
             }),
         }
     }
-    plan
 }
 
 /// The datastore row, when `suffix` is its Secret.
@@ -326,7 +348,7 @@ fn copy_write(
     row: &'static CertificateSpec,
     stored: Option<&Stored>,
     copied: &SecretData,
-    rotate_value: &dyn Fn(Option<&Stored>, bool) -> Option<String>,
+    rotate_value: &RotateValue<'_>,
 ) -> Option<Write> {
     let reason = match stored {
         None => Reason::Created,
@@ -348,11 +370,7 @@ fn copy_write(
     })
 }
 
-fn plan_service_account(
-    inputs: &Inputs<'_>,
-    plan: &mut Plan,
-    rotate_value: &dyn Fn(Option<&Stored>, bool) -> Option<String>,
-) {
+fn plan_service_account(inputs: &Inputs<'_>, plan: &mut Plan, rotate_value: &RotateValue<'_>) {
     let stored = inputs.stored.get(SERVICE_ACCOUNT.secret_suffix);
     let reason = match stored {
         Some(s) if s.paused => None,

@@ -17,26 +17,13 @@ use crate::{
     },
 };
 
-/// Event notes are limited to 1 KiB by the API server.
-pub fn truncate(mut note: String) -> String {
-    const MAX: usize = 1000;
-    if note.len() > MAX {
-        let mut cut = MAX;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
-        note.push_str(" ...");
-    }
-    note
-}
-
 /// Publishes one event on the tenant (failures to publish are logged, not fatal).
 pub async fn publish(ctx: &Context, tcp: &TenantControlPlane, type_: EventType, reason: &str, note: String) {
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(truncate(note)),
+        // Event notes are limited to 1 KiB by the API server.
+        note: Some(crate::controllers::truncate(note, 1000)),
         action: "Reconcile".into(),
         secondary: None,
     };
