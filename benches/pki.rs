@@ -107,6 +107,7 @@ fn pass(observed: &Observed, params: IssueParams) -> Desired {
             provisioned: !observed.secrets.is_empty(),
             params,
             batch_window: Duration::from_secs(2),
+            tokens: kamaji::tenant::deployment::TokenSettings::default(),
         },
         observed,
     )

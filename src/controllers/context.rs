@@ -33,6 +33,8 @@ pub struct Settings {
     pub batch_window: Duration,
     /// Run the tenant-side controller (it connects to each tenant's API server).
     pub tenant_cluster_setup: bool,
+    /// Service-account token lifetime and the overlap of keys after a key rotation.
+    pub tokens: crate::tenant::deployment::TokenSettings,
 }
 
 impl Default for Settings {
@@ -46,6 +48,7 @@ impl Default for Settings {
             max_concurrent_reconciles: 4,
             batch_window: Duration::from_secs(2),
             tenant_cluster_setup: true,
+            tokens: crate::tenant::deployment::TokenSettings::default(),
         }
     }
 }

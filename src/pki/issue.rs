@@ -489,6 +489,52 @@ pub fn service_account_secret_data(
     ]))
 }
 
+/// The service-account Secret after a rotation: a new key signs (`sa.key`), and
+/// `sa.pub` lists its public key first, then every key it held before, so tokens
+/// signed by the previous key keep verifying (kube-apiserver's
+/// `--service-account-key-file` accepts several keys).
+pub fn rotated_service_account_data(
+    spec: &KeyPairSpec,
+    algorithm: KeyAlgorithm,
+    previous: &SecretData,
+) -> Result<SecretData, IssueError> {
+    let mut data = service_account_secret_data(spec, algorithm)?;
+    let kept = previous
+        .get(spec.public_key)
+        .and_then(|bytes| pem::public_keys(bytes).ok())
+        .unwrap_or_default();
+    if let Some(public) = data.get_mut(spec.public_key) {
+        for der in kept {
+            public.extend_from_slice(pem::encode("PUBLIC KEY", &der).as_bytes());
+        }
+    }
+    Ok(data)
+}
+
+/// How many public keys `sa.pub` holds besides the signing key's.
+pub fn previous_service_account_keys(spec: &KeyPairSpec, data: &SecretData) -> usize {
+    data.get(spec.public_key)
+        .and_then(|bytes| pem::public_keys(bytes).ok())
+        .map_or(0, |keys| keys.len().saturating_sub(1))
+}
+
+/// The service-account data with only the signing key's public key in `sa.pub`:
+/// tokens signed by the previous keys are refused from then on.
+pub fn retire_previous_service_account_keys(spec: &KeyPairSpec, data: &SecretData) -> SecretData {
+    let mut data = data.clone();
+    if let Some(first) = data
+        .get(spec.public_key)
+        .and_then(|bytes| pem::public_keys(bytes).ok())
+        .and_then(|keys| keys.into_iter().next())
+    {
+        data.insert(
+            spec.public_key.to_owned(),
+            pem::encode("PUBLIC KEY", &first).into_bytes(),
+        );
+    }
+    data
+}
+
 /// Whether stored service-account data is a usable, matching pair.
 pub fn check_service_account(spec: &KeyPairSpec, data: &SecretData) -> Result<(), Stale> {
     let public = data.get(spec.public_key).ok_or(Stale::Missing {

@@ -60,6 +60,20 @@ pub(crate) fn public_key(bytes: &[u8]) -> Result<Vec<u8>, PemProblem> {
         .ok_or_else(|| wrong_type(bytes, &sections))
 }
 
+/// Every `PUBLIC KEY` block, in order (a service-account key bundle).
+pub(crate) fn public_keys(bytes: &[u8]) -> Result<Vec<Vec<u8>>, PemProblem> {
+    let sections = sections(bytes)?;
+    let keys: Vec<Vec<u8>> = sections
+        .iter()
+        .filter(|(kind, _)| *kind == SectionKind::PublicKey)
+        .map(|(_, der)| der.clone())
+        .collect();
+    if keys.is_empty() {
+        return Err(wrong_type(bytes, &sections));
+    }
+    Ok(keys)
+}
+
 /// Encodes DER as a PEM block with 64-character lines and a trailing newline.
 pub(crate) fn encode(label: &str, der: &[u8]) -> String {
     let body = base64::engine::general_purpose::STANDARD.encode(der);

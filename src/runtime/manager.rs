@@ -62,6 +62,15 @@ pub struct ManagerArgs {
     /// `0` rolls on every change).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, help_heading = "Certificates")]
     pub rollout_batch_window: Duration,
+    /// The longest service-account token lifetime a tenant allows (kube-apiserver's
+    /// --service-account-max-token-expiration, 1h or more). After a key rotation the
+    /// previous public key keeps verifying this long, so no live token is refused.
+    #[arg(long, default_value = "24h", value_parser = parse_token_lifetime, help_heading = "Certificates")]
+    pub service_account_max_token_expiration: Duration,
+    /// How long previous service-account public keys keep verifying after a key
+    /// rotation (default: --service-account-max-token-expiration; shorter refuses live tokens).
+    #[arg(long, value_parser = parse_positive_duration, help_heading = "Certificates")]
+    pub service_account_key_grace_period: Option<Duration>,
     /// DataStore used by TenantControlPlanes that set no spec.dataStore.
     #[arg(long, help_heading = "Controllers")]
     pub datastore: Option<String>,
@@ -192,6 +201,17 @@ fn parse_positive_duration(value: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// `--service-account-max-token-expiration`: kube-apiserver takes 1 hour to 2^32 seconds.
+fn parse_token_lifetime(value: &str) -> Result<Duration, String> {
+    let duration = parse_positive_duration(value)?;
+    if duration < Duration::from_secs(3600) || duration.as_secs() > u64::from(u32::MAX) {
+        return Err(format!(
+            "{value:?}: kube-apiserver accepts a max token lifetime from 1h to 2^32 seconds"
+        ));
+    }
+    Ok(duration)
+}
+
 /// `--certificate-expiration-deadline`: a positive humantime duration.
 pub fn parse_deadline(value: &str) -> Result<Duration, String> {
     parse_positive_duration(value)
@@ -289,6 +309,12 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
         max_concurrent_reconciles: args.max_concurrent_tcp_reconciles.max(1),
         tenant_cluster_setup: args.tenant_cluster_setup,
         batch_window: args.rollout_batch_window,
+        tokens: crate::tenant::deployment::TokenSettings {
+            max_expiration: args.service_account_max_token_expiration,
+            previous_keys_grace: args
+                .service_account_key_grace_period
+                .unwrap_or(args.service_account_max_token_expiration),
+        },
     };
     info!(
         deadline = %humantime::format_duration(args.certificate_expiration_deadline),

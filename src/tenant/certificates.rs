@@ -118,6 +118,8 @@ pub struct Plan {
     pub writes: Vec<Write>,
     /// Problems to report.
     pub problems: Vec<Problem>,
+    /// When stored material changes next by itself (previous service-account keys retired).
+    pub next_change: Option<OffsetDateTime>,
 }
 
 impl Plan {
@@ -163,6 +165,8 @@ pub struct Inputs<'a> {
     pub provisioned: bool,
     /// Key algorithm, validity and the time of issuance.
     pub params: IssueParams,
+    /// How long previous service-account public keys keep verifying after a rotation.
+    pub service_account_grace: std::time::Duration,
 }
 
 /// Decides and issues every write the tenant's PKI needs now.
@@ -370,27 +374,48 @@ fn copy_write(
     })
 }
 
+/// The service-account key pair. A rotation keeps the previous public keys in
+/// `sa.pub` (tokens they signed still verify) until the grace period after the
+/// rotation time has passed; then they are retired, with their own rollout.
 fn plan_service_account(inputs: &Inputs<'_>, plan: &mut Plan, rotate_value: &RotateValue<'_>) {
-    let stored = inputs.stored.get(SERVICE_ACCOUNT.secret_suffix);
-    let reason = match stored {
-        Some(s) if s.paused => None,
-        None => Some(Reason::Created),
-        Some(s) if s.rotate_requested => Some(Reason::RotationRequested),
+    let spec = &SERVICE_ACCOUNT;
+    let stored = inputs.stored.get(spec.secret_suffix);
+    let (reason, data) = match stored {
+        Some(s) if s.paused => return,
+        None => (
+            Reason::Created,
+            issue::service_account_secret_data(spec, inputs.params.algorithm),
+        ),
+        Some(s) if s.rotate_requested => (
+            Reason::RotationRequested,
+            issue::rotated_service_account_data(spec, inputs.params.algorithm, &s.data),
+        ),
         Some(s) => {
             // Like a CA, the signing key of every issued token is never replaced unasked.
-            if let Err(stale) = issue::check_service_account(&SERVICE_ACCOUNT, &s.data) {
+            if let Err(stale) = issue::check_service_account(spec, &s.data) {
                 plan.problems.push(Problem::Unreadable {
-                    secret: inputs.tenant.secret_name(SERVICE_ACCOUNT.secret_suffix),
+                    secret: inputs.tenant.secret_name(spec.secret_suffix),
                     reason: stale.to_string(),
                 });
+                return;
             }
-            None
+            let Some(retire_at) = previous_keys_retire_at(inputs, s) else {
+                return;
+            };
+            if inputs.params.now < retire_at {
+                plan.next_change = Some(plan.next_change.map_or(retire_at, |t| t.min(retire_at)));
+                return;
+            }
+            let why = "previous service-account keys retired: the grace period after the rotation has passed";
+            (
+                Reason::Stale(why.into()),
+                Ok(issue::retire_previous_service_account_keys(spec, &s.data)),
+            )
         }
     };
-    let Some(reason) = reason else { return };
-    match issue::service_account_secret_data(&SERVICE_ACCOUNT, inputs.params.algorithm) {
+    match data {
         Ok(data) => plan.writes.push(Write {
-            suffix: SERVICE_ACCOUNT.secret_suffix,
+            suffix: spec.secret_suffix,
             data,
             secret_type: SecretType::Opaque,
             lifecycle: None,
@@ -399,10 +424,23 @@ fn plan_service_account(inputs: &Inputs<'_>, plan: &mut Plan, rotate_value: &Rot
             is_tenant_ca: false,
         }),
         Err(error) => plan.problems.push(Problem::IssueFailed {
-            certificate: SERVICE_ACCOUNT.name.to_string(),
+            certificate: spec.name.to_string(),
             reason: error.to_string(),
         }),
     }
+}
+
+/// When the previous public keys in `sa.pub` are to be retired: the rotation time
+/// (the rotate annotation's value) plus the grace period. `None` when there are none,
+/// or no rotation time says since when they are kept (they are then left alone).
+fn previous_keys_retire_at(inputs: &Inputs<'_>, stored: &Stored) -> Option<OffsetDateTime> {
+    if issue::previous_service_account_keys(&SERVICE_ACCOUNT, &stored.data) == 0 {
+        return None;
+    }
+    let rotated_at = stored.rotate_annotation.as_deref()?;
+    let rotated_at =
+        OffsetDateTime::parse(rotated_at, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(rotated_at + inputs.service_account_grace)
 }
 
 /// RFC 3339 in UTC, seconds precision: the value written to the rotate annotation.
@@ -470,6 +508,7 @@ mod tests {
             datastore: DatastoreSource::Ca(ca),
             provisioned,
             params: params(),
+            service_account_grace: std::time::Duration::from_secs(3600),
         })
     }
 
@@ -631,6 +670,59 @@ mod tests {
                 .find(|w| w.suffix == "ca")
                 .map(|w| w.reason.clone()),
             Some(Reason::CaDeleted)
+        );
+    }
+
+    #[test]
+    fn a_service_account_rotation_keeps_the_previous_key_verifying_until_the_grace_period_ends() {
+        let ca = datastore_ca();
+        let mut stored = StoredSecrets::new();
+        let first = run(&stored, &ca, false);
+        store(&mut stored, &first);
+        let old_public = stored["sa-certificate"].data["sa.pub"].clone();
+        stored.get_mut("sa-certificate").expect("stored").rotate_requested = true;
+        let rotated = run(&stored, &ca, true);
+        assert_eq!(
+            suffixes(&rotated),
+            ["sa-certificate"],
+            "nothing the key signs is re-issued"
+        );
+        let data = &rotated.writes[0].data;
+        assert_eq!(issue::previous_service_account_keys(&SERVICE_ACCOUNT, data), 1);
+        assert!(
+            issue::check_service_account(&SERVICE_ACCOUNT, data).is_ok(),
+            "sa.pub starts with sa.key's public key"
+        );
+        let old = String::from_utf8(old_public).expect("PEM");
+        assert!(
+            String::from_utf8_lossy(&data["sa.pub"]).contains(old.trim()),
+            "the previous key still verifies"
+        );
+        store(&mut stored, &rotated);
+
+        // Within the grace period (an hour in these tests): kept, with a timer at its end.
+        let kept = run(&stored, &ca, true);
+        assert!(kept.writes.is_empty());
+        let due = kept.next_change.expect("the retirement is scheduled");
+        assert!(due > params().now + std::time::Duration::from_secs(3500));
+
+        // Rotated more than the grace period ago: the previous key is dropped, the signing key stays.
+        let long_ago = rfc3339(params().now - std::time::Duration::from_secs(7200));
+        stored
+            .get_mut("sa-certificate")
+            .expect("stored")
+            .rotate_annotation = Some(long_ago.clone());
+        let retired = run(&stored, &ca, true);
+        assert_eq!(suffixes(&retired), ["sa-certificate"]);
+        let data = &retired.writes[0].data;
+        assert_eq!(issue::previous_service_account_keys(&SERVICE_ACCOUNT, data), 0);
+        assert_eq!(
+            data["sa.key"], stored["sa-certificate"].data["sa.key"],
+            "the signing key is not replaced"
+        );
+        assert_eq!(
+            retired.writes[0].rotate_annotation.as_deref(),
+            Some(long_ago.as_str())
         );
     }
 }

@@ -107,18 +107,40 @@ pub struct DatastoreWiring {
     pub prefix: String,
 }
 
+/// How the tenant's API server handles service-account tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// `--service-account-max-token-expiration`: the longest token lifetime the
+    /// tenant allows (kubelet-mounted tokens are not extended beyond it).
+    pub max_expiration: std::time::Duration,
+    /// How long previous service-account public keys keep verifying after a key
+    /// rotation: the max token lifetime, so no live token is refused.
+    pub previous_keys_grace: std::time::Duration,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        let day = std::time::Duration::from_secs(24 * 3600);
+        Self {
+            max_expiration: day,
+            previous_keys_grace: day,
+        }
+    }
+}
+
 /// The Deployment running the tenant's control plane.
 pub fn desired(
     tenant: &TenantRef,
     spec: &TenantControlPlaneSpec,
     datastore: &DatastoreWiring,
+    tokens: &TokenSettings,
     material_checksum: &str,
 ) -> Deployment {
     let konnectivity = spec.konnectivity().is_some();
     let mut template_labels = tenant.labels(suffix::DEPLOYMENT);
     template_labels.extend(tenant.pod_selector());
     let mut containers = vec![
-        api_server(spec, datastore),
+        api_server(spec, datastore, tokens),
         controller_manager(tenant, spec),
         scheduler(spec),
     ];
@@ -272,7 +294,11 @@ fn pki(file: &str) -> String {
     format!("{PKI_DIR}/{file}")
 }
 
-fn api_server(spec: &TenantControlPlaneSpec, datastore: &DatastoreWiring) -> Container {
+fn api_server(
+    spec: &TenantControlPlaneSpec,
+    datastore: &DatastoreWiring,
+    tokens: &TokenSettings,
+) -> Container {
     let network = &spec.network_profile;
     let mut admission = vec!["NodeRestriction".to_string()];
     admission.extend(
@@ -318,7 +344,15 @@ fn api_server(spec: &TenantControlPlaneSpec, datastore: &DatastoreWiring) -> Con
             "service-account-issuer",
             format!("https://kubernetes.default.svc.{}", network.cluster_domain),
         ),
+        // Every key in sa.pub verifies (the previous ones for a while after a rotation);
+        // sa.key alone signs. Tokens live at most max-token-expiration, not extended.
+        ("service-account-extend-token-expiration", "false".to_string()),
         ("service-account-key-file", pki("sa.pub")),
+        (
+            "service-account-max-token-expiration",
+            // A Go duration: seconds are exact whatever the value.
+            format!("{}s", tokens.max_expiration.as_secs()),
+        ),
         ("service-account-signing-key-file", pki("sa.key")),
         ("service-cluster-ip-range", network.service_cidr.clone()),
         ("tls-cert-file", pki("apiserver.crt")),
@@ -490,7 +524,13 @@ mod tests {
 
     #[test]
     fn api_server_runs_with_kubeadm_flags_and_the_tenants_material() {
-        let d = desired(&tenant("k8s-133", "default"), &spec(false), &wiring(), "abc");
+        let d = desired(
+            &tenant("k8s-133", "default"),
+            &spec(false),
+            &wiring(),
+            &TokenSettings::default(),
+            "abc",
+        );
         let args = container(&d, "kube-apiserver").args.clone().unwrap_or_default();
         for expected in [
             "--tls-cert-file=/etc/kubernetes/pki/apiserver.crt",
@@ -513,7 +553,13 @@ mod tests {
 
     #[test]
     fn controller_manager_signs_kubelet_certificates_with_the_tenant_ca() {
-        let d = desired(&tenant("k8s-133", "default"), &spec(false), &wiring(), "abc");
+        let d = desired(
+            &tenant("k8s-133", "default"),
+            &spec(false),
+            &wiring(),
+            &TokenSettings::default(),
+            "abc",
+        );
         let args = container(&d, "kube-controller-manager")
             .args
             .clone()
@@ -525,7 +571,13 @@ mod tests {
 
     #[test]
     fn every_mount_is_read_only_and_the_checksum_is_on_the_template() {
-        let d = desired(&tenant("k8s-133", "default"), &spec(true), &wiring(), "abc");
+        let d = desired(
+            &tenant("k8s-133", "default"),
+            &spec(true),
+            &wiring(),
+            &TokenSettings::default(),
+            "abc",
+        );
         let template = &d.spec.template;
         let annotations = template
             .metadata

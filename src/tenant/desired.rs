@@ -52,6 +52,8 @@ pub struct Inputs<'a> {
     /// How long the mounted material must be unchanged before the Deployment rolls:
     /// a batch of rotation requests is one rollout.
     pub batch_window: Duration,
+    /// The control plane's service-account token settings.
+    pub tokens: deployment::TokenSettings,
 }
 
 /// One object to apply, in order.
@@ -109,6 +111,8 @@ pub struct Desired {
     pub ca_rotation: bool,
     /// The rollout waits for the batch to settle: reconcile again after this long.
     pub rollout_held_for: Option<Duration>,
+    /// Stored material changes by itself then (previous service-account keys retired).
+    pub next_change_in: Option<Duration>,
 }
 
 /// The objects the tenant should have now, in apply order: Service, CAs and key
@@ -145,8 +149,12 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
         datastore: source,
         provisioned: inputs.provisioned,
         params: inputs.params,
+        service_account_grace: inputs.tokens.previous_keys_grace,
     });
     out.ca_rotation = plan.rotates_tenant_ca();
+    out.next_change_in = plan
+        .next_change
+        .map(|at| Duration::try_from(at - inputs.params.now).unwrap_or(Duration::ZERO));
     out.problems
         .extend(plan.problems.iter().cloned().map(Problem::Pki));
 
@@ -448,6 +456,7 @@ fn deployment_object(
         inputs.tenant,
         inputs.spec,
         &resolved.wiring,
+        &inputs.tokens,
         &checksum,
     ))
 }

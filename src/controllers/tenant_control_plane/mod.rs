@@ -200,7 +200,8 @@ async fn compute(
         .and_then(|c| c.ca.as_ref())
         .and_then(|c| c.checksum.as_ref())
         .is_some();
-    let (tenant, spec, batch_window) = (tenant.clone(), tcp.spec.clone(), ctx.settings.batch_window);
+    let (tenant, spec) = (tenant.clone(), tcp.spec.clone());
+    let (batch_window, tokens) = (ctx.settings.batch_window, ctx.settings.tokens);
     tokio::task::spawn_blocking(move || {
         let inputs = desired::Inputs {
             tenant: &tenant,
@@ -208,6 +209,7 @@ async fn compute(
             provisioned,
             params,
             batch_window,
+            tokens,
         };
         (desired::desired(&inputs, &observed), observed)
     })
@@ -242,10 +244,14 @@ async fn datastore_source_warning(ctx: &Context, tcp: &TenantControlPlane, store
 }
 
 /// When to look again. Nothing is requeued on a timer unless something will
-/// change then: a held rollout, a rollout in progress, a copied certificate
-/// expiring at its source. Everything else wakes the tenant through its watches.
+/// change then: a held rollout, previous service-account keys to retire, a
+/// rollout in progress, a copied certificate expiring at its source. Everything else wakes the tenant through its watches.
 fn next_action(desired: &Desired, status: &TenantControlPlaneStatus, source_expiring: bool) -> Action {
-    if let Some(wait) = desired.rollout_held_for {
+    let timer = [desired.rollout_held_for, desired.next_change_in]
+        .into_iter()
+        .flatten()
+        .min();
+    if let Some(wait) = timer {
         return Action::requeue(wait + Duration::from_millis(100));
     }
     let version = status

@@ -57,6 +57,7 @@ fn run(observed: &Observed) -> Desired {
             provisioned: true,
             params: params(),
             batch_window: Duration::from_secs(2),
+            tokens: deployment::TokenSettings::default(),
         },
         observed,
     )
@@ -248,6 +249,7 @@ fn without_an_address_only_the_service_is_applied() {
             provisioned: false,
             params: params(),
             batch_window: Duration::from_secs(2),
+            tokens: deployment::TokenSettings::default(),
         },
         &observed,
     );
