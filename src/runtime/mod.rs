@@ -3,6 +3,7 @@
 
 pub mod health;
 pub mod http;
+pub mod kamaji_flags;
 pub mod leader;
 pub mod manager;
 pub mod metrics;
