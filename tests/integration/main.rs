@@ -7,6 +7,8 @@ mod support;
 mod crds;
 mod drift;
 mod helm;
+mod kamaji_chart;
+mod kamaji_manifests;
 mod leader;
 mod lifecycle;
 mod rbac;
