@@ -9,6 +9,7 @@ mod drift;
 mod helm;
 mod kamaji_chart;
 mod kamaji_manifests;
+mod kamaji_metrics;
 mod leader;
 mod lifecycle;
 mod rbac;
