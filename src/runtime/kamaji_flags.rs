@@ -94,6 +94,26 @@ pub struct KamajiFlags {
 }
 
 impl KamajiFlags {
+    /// Every flag of this struct: Kamaji's names, for a Kamaji Deployment; kamaji-rs'
+    /// own chart has no reason to pass them.
+    pub const FLAGS: [&'static str; 15] = [
+        "--pprof-bind-address",
+        "--tmp-directory",
+        "--kine-image",
+        "--migrate-image",
+        "--webhook-service-name",
+        "--webhook-ca-path",
+        "--serviceaccount-name",
+        "--controller-reconcile-timeout",
+        "--cache-resync-period",
+        "--disable-telemetry",
+        "--zap-devel",
+        "--zap-encoder",
+        "--zap-log-level",
+        "--zap-stacktrace-level",
+        "--zap-time-encoding",
+    ];
+
     /// The Kamaji flags given that kamaji-rs does not act on, as `--name`, in
     /// flag order: the one startup line that names them.
     pub fn unused(&self) -> Vec<&'static str> {
@@ -282,6 +302,35 @@ mod tests {
         assert_eq!(explicit.log_level("info"), "error");
         assert_eq!(explicit.log_format(LogFormat::Text), LogFormat::Json);
         assert!(zap_level("0").is_err() && zap_level("3").is_ok() && zap_level("warn").is_err());
+    }
+
+    #[test]
+    fn the_flag_list_names_every_field() {
+        let all = KamajiFlags {
+            pprof_bind_address: Some(String::new()),
+            tmp_directory: Some(String::new()),
+            kine_image: Some(String::new()),
+            migrate_image: Some(String::new()),
+            webhook_service_name: Some(String::new()),
+            webhook_ca_path: Some(String::new()),
+            serviceaccount_name: Some(String::new()),
+            controller_reconcile_timeout: Some(Duration::ZERO),
+            cache_resync_period: Some(Duration::ZERO),
+            disable_telemetry: Some(true),
+            zap_devel: Some(true),
+            zap_encoder: Some(String::new()),
+            zap_log_level: Some(String::new()),
+            zap_stacktrace_level: Some(String::new()),
+            zap_time_encoding: Some(String::new()),
+        };
+        for unused in all.unused() {
+            assert!(KamajiFlags::FLAGS.contains(&unused), "{unused}");
+        }
+        assert_eq!(
+            all.unused().len() + 3,
+            KamajiFlags::FLAGS.len(),
+            "three zap flags are used"
+        );
     }
 
     #[test]
