@@ -54,6 +54,11 @@ async fn kamajis_metric_families_are_served_with_kamajis_labels() {
     let wanted = [
         format!("kamaji_tenant_control_plane_info{{{tenant},kubernetes_version=\"1.37.2\""),
         format!("kamaji_datastore_info{{datastore_name=\"{datastore}\",driver=\"etcd\"}} 1"),
+        // Kamaji's label names on the certificate counts, beside kamaji-rs' own.
+        format!(
+            "status=\"valid\",tcp_namespace=\"{}\",tcp_name=\"metrics\"}}",
+            ns.name
+        ),
     ];
     let text = eventually("Kamaji's families in /metrics", Duration::from_secs(60), || {
         let (text, wanted) = (scrape(port), wanted.clone());
