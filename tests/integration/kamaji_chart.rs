@@ -28,11 +28,10 @@ fn manager_args(rendered: &str) -> Vec<String> {
     args
 }
 
-#[test]
-fn the_stored_manager_args_are_what_the_chart_renders() {
-    let testdata = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/testdata/kamaji")
-        .join(KAMAJI);
+/// Kamaji's chart, copied without its (unvendored) dependency, rendered with `values`:
+/// the manager container's arguments.
+fn render_manager_args(values: &[&str]) -> Vec<String> {
+    let testdata = testdata();
     // helm refuses to render a chart whose dependency (the kamaji-etcd subchart) is not
     // vendored; the subchart adds etcd objects, never manager arguments, so a copy of the
     // chart without the dependency renders the same manager container.
@@ -58,7 +57,7 @@ fn the_stored_manager_args_are_what_the_chart_renders() {
     fs::write(chart.join("Chart.yaml"), without_dependencies).expect("writing Chart.yaml");
     let _ = fs::remove_file(chart.join("Chart.lock"));
     let chart = chart.display().to_string();
-    let rendered = helm_ok(&[
+    let mut args = vec![
         "template",
         "kamaji",
         &chart,
@@ -66,8 +65,21 @@ fn the_stored_manager_args_are_what_the_chart_renders() {
         "kamaji-system",
         "--show-only",
         "templates/controller.yaml",
-    ]);
-    let rendered_args = manager_args(&rendered);
+    ];
+    args.extend_from_slice(values);
+    manager_args(&helm_ok(&args))
+}
+
+fn testdata() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testdata/kamaji")
+        .join(KAMAJI)
+}
+
+#[test]
+fn the_stored_manager_args_are_what_the_chart_renders() {
+    let testdata = testdata();
+    let rendered_args = render_manager_args(&[]);
     let stored: Vec<String> = fs::read_to_string(testdata.join("manager-args.txt"))
         .expect("manager-args.txt")
         .lines()
@@ -92,4 +104,40 @@ fn copy_dir(from: &Path, to: &Path) {
             fs::copy(&path, &target).expect("copying a chart file");
         }
     }
+}
+
+/// Every optional argument of Kamaji's chart (telemetry off, development logging, no
+/// default DataStore, extra arguments) starts the manager too.
+#[test]
+fn every_optional_argument_of_kamajis_chart_starts_the_manager() {
+    let args = render_manager_args(&[
+        "--set",
+        "telemetry.disabled=true",
+        "--set",
+        "loggingDevel.enable=true",
+        "--set",
+        "defaultDatastoreName=",
+        "--set",
+        "extraArgs={--max-concurrent-tcp-reconciles=2,--zap-log-level=info}",
+    ]);
+    for expected in ["--disable-telemetry", "--zap-devel", "--zap-log-level=info"] {
+        assert!(
+            args.iter().any(|a| a == expected),
+            "{expected} not rendered: {args:?}"
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kamaji"))
+        .args(&args)
+        .env("POD_NAMESPACE", "kamaji-system")
+        .env("KUBECONFIG", "/nonexistent/kamaji-rs-test/kubeconfig")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running kamaji manager");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("kamaji {}\n{stderr}", args.join(" "));
+    assert_ne!(out.status.code(), Some(2), "usage error: {stderr}");
+    assert!(
+        stderr.contains("--disable-telemetry"),
+        "named as unused: {stderr}"
+    );
 }
