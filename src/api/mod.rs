@@ -3,7 +3,7 @@
 
 pub mod datastore;
 pub mod labels;
-mod schema;
+pub mod schema;
 pub mod tenant_control_plane;
 
 pub use datastore::{DataStore, DataStoreSpec};

@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::schema::{preserved_list, preserved_object};
+use super::schema;
 
 /// Desired state of a tenant control plane.
 // Each printcolumn repeats `type_ = "string"`: columns, not duplicated attributes.
@@ -76,23 +76,41 @@ use super::schema::{preserved_list, preserved_object};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(oldSelf.dataStore) || has(self.dataStore)",
+     "message": "unsetting the dataStore is not supported"},
+    {"rule": "!has(oldSelf.dataStoreSchema) || has(self.dataStoreSchema)",
+     "message": "unsetting the dataStoreSchema is not supported"},
+    {"rule": "!has(oldSelf.dataStoreUsername) || has(self.dataStoreUsername)",
+     "message": "unsetting the dataStoreUsername is not supported"},
+    {"rule": "!has(self.networkProfile.loadBalancerSourceRanges) || (size(self.networkProfile.loadBalancerSourceRanges) == 0 || self.controlPlane.service.serviceType == 'LoadBalancer')",
+     "message": "LoadBalancer source ranges are supported only with LoadBalancer service type"},
+    {"rule": "!has(self.networkProfile.loadBalancerClass) || self.controlPlane.service.serviceType == 'LoadBalancer'",
+     "message": "LoadBalancerClass is supported only with LoadBalancer service type"},
+    {"rule": "!has(self.controlPlane.service.allocateLoadBalancerNodePorts) || self.controlPlane.service.serviceType == 'LoadBalancer'",
+     "message": "allocateLoadBalancerNodePorts is supported only with LoadBalancer service type"},
+    {"rule": "self.controlPlane.service.serviceType != 'LoadBalancer' || (oldSelf.controlPlane.service.serviceType != 'LoadBalancer' && self.controlPlane.service.serviceType == 'LoadBalancer') || has(self.networkProfile.loadBalancerClass) == has(oldSelf.networkProfile.loadBalancerClass)",
+     "message": "LoadBalancerClass cannot be set or unset at runtime"}
+]))]
 pub struct TenantControlPlaneSpec {
     /// Name of the cluster-scoped DataStore backing this tenant; the manager's `--datastore` when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_store: Option<String>,
     /// Schema (etcd key prefix, SQL database) of the tenant in its DataStore; the tenant name when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::data_store_schema")]
     pub data_store_schema: Option<String>,
     /// User of the tenant in its DataStore: the CN of the etcd client certificate; the schema when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::data_store_username")]
     pub data_store_username: Option<String>,
     /// Kamaji's per-resource DataStore overrides; kept, not acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_list")]
+    #[schemars(schema_with = "schema::data_store_overrides")]
     pub data_store_overrides: Option<Value>,
     /// Kamaji's write-permission toggles; kept, not acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
+    #[schemars(schema_with = "schema::write_permissions")]
     pub write_permissions: Option<Value>,
     /// How the control plane runs in the management cluster.
     #[serde(default)]
@@ -101,6 +119,7 @@ pub struct TenantControlPlaneSpec {
     pub kubernetes: KubernetesSpec,
     /// Addresses, ports and CIDRs of the tenant.
     #[serde(default)]
+    #[schemars(schema_with = "schema::network_profile")]
     pub network_profile: NetworkProfile,
     /// Optional tenant addons.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,36 +129,39 @@ pub struct TenantControlPlaneSpec {
 /// How the control plane is deployed and exposed in the management cluster.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.ingress) && has(self.gateway))", "message": "using both ingress and gateway is not supported"}
+]))]
 pub struct ControlPlane {
     /// The Deployment running kube-apiserver, kube-controller-manager and kube-scheduler.
     #[serde(default)]
+    #[schemars(schema_with = "schema::deployment")]
     pub deployment: DeploymentSpec,
     /// The Service exposing the tenant's API server.
     #[serde(default)]
+    #[schemars(schema_with = "schema::service")]
     pub service: ServiceSpec,
     /// Kamaji's Ingress exposure; kept, not acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
+    #[schemars(schema_with = "schema::ingress")]
     pub ingress: Option<Value>,
     /// Kamaji's Gateway API exposure; kept, not acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
+    #[schemars(schema_with = "schema::gateway")]
     pub gateway: Option<Value>,
 }
 
 /// The control-plane Deployment. Kamaji's other Deployment fields (strategy,
-/// resources, extraArgs, additional containers...) are kept verbatim.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// resources, extraArgs, additional containers...) are kept verbatim; the
+/// schema ([`schema::deployment`]) types all of them as Kamaji does.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct DeploymentSpec {
     /// Number of control-plane replicas; 0 puts the tenant to sleep.
     #[serde(default = "default_replicas")]
-    #[schemars(range(min = 0))]
     pub replicas: i32,
     /// Fields of Kamaji's Deployment spec that kamaji-rs keeps but does not act on.
     #[serde(flatten)]
-    #[schemars(skip)]
     pub not_acted_on: BTreeMap<String, Value>,
 }
 
@@ -156,17 +178,15 @@ fn default_replicas() -> i32 {
     2
 }
 
-/// The Service in front of the tenant's API server.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+/// The Service in front of the tenant's API server (schema: [`schema::service`]).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct ServiceSpec {
     /// Service type: ClusterIP (default), NodePort or LoadBalancer.
     #[serde(default)]
     pub service_type: ServiceType,
     /// Fields of Kamaji's Service spec (additionalMetadata...) kept but not acted on.
     #[serde(flatten)]
-    #[schemars(skip)]
     pub not_acted_on: BTreeMap<String, Value>,
 }
 
@@ -197,61 +217,50 @@ impl ServiceType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KubernetesSpec {
-    /// Kubernetes version of the control plane, e.g. `v1.37.2`.
-    #[schemars(regex(pattern = r"^v[0-9]+\.[0-9]+\.[0-9]+$"))]
+    /// Kubernetes version of the control plane, e.g. `v1.37.2`, `1.33.0` or `v1.34.0-rc.1`:
+    /// read it through [`KubernetesSpec::image_tag`].
+    #[schemars(schema_with = "schema::kubernetes_version")]
     pub version: String,
     /// Kamaji's kubelet settings for joining nodes; kept, not acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
+    #[schemars(schema_with = "schema::kubelet")]
     pub kubelet: Option<Value>,
-    /// Admission plugins enabled on the tenant's API server.
+    /// Admission plugins enabled on the tenant's API server (Kamaji's list by default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::admission_controllers")]
     pub admission_controllers: Vec<String>,
 }
 
-/// Network settings of the tenant.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// Network settings of the tenant (schema, with Kamaji's defaults and rules:
+/// [`schema::network_profile`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct NetworkProfile {
-    /// IP address the API server is exposed on; when empty, the Service's address is used.
+    /// Address (IP or host name) the API server is reached at; when empty, the
+    /// Service's address is used. Read it through [`NetworkProfile::endpoint_address`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 45))]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == '' || isIP(self)",
-        "message": "must be an IPv4 or IPv6 address"}]))]
     pub address: Option<String>,
     /// Port of the API server.
     #[serde(default = "default_port")]
-    #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
     /// Extra subject alternative names (DNS names or IPs) of the API server certificate.
     #[serde(default, rename = "certSANs", skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(length(max = 253)))]
     pub cert_sans: Vec<String>,
     /// CIDR of the tenant's Services; its first address is `kubernetes.default`.
     #[serde(default = "default_service_cidr")]
-    #[schemars(length(max = 49))]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "isCIDR(self)",
-        "message": "must be a CIDR such as 10.96.0.0/16"}]))]
     pub service_cidr: String,
-    /// CIDR of the tenant's Pods.
+    /// CIDR of the tenant's Pods; may be empty (Kamaji: no node CIDR allocation).
+    /// Read it through [`NetworkProfile::pod_cidr`].
     #[serde(default = "default_pod_cidr")]
-    #[schemars(length(max = 49))]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "isCIDR(self)",
-        "message": "must be a CIDR such as 10.244.0.0/16"}]))]
     pub pod_cidr: String,
     /// Cluster DNS Service IPs.
     #[serde(default, rename = "dnsServiceIPs", skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8), inner(length(max = 45)))]
-    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self.all(ip, isIP(ip))",
-        "message": "every entry must be an IPv4 or IPv6 address"}]))]
     pub dns_service_ips: Vec<String>,
     /// DNS domain of the tenant cluster.
     #[serde(default = "default_cluster_domain")]
     pub cluster_domain: String,
     /// Kamaji's other network fields (serviceCidrs, loadBalancerClass...) kept but not acted on.
     #[serde(flatten)]
-    #[schemars(skip)]
     pub not_acted_on: BTreeMap<String, Value>,
 }
 
@@ -292,11 +301,11 @@ pub struct Addons {
     pub konnectivity: Option<Konnectivity>,
     /// Kamaji's CoreDNS addon; kept, not acted on.
     #[serde(default, rename = "coreDNS", skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
+    #[schemars(schema_with = "schema::image_override")]
     pub core_dns: Option<Value>,
     /// Kamaji's kube-proxy addon; kept, not acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
+    #[schemars(schema_with = "schema::image_override")]
     pub kube_proxy: Option<Value>,
 }
 
@@ -306,21 +315,20 @@ pub struct Addons {
 pub struct Konnectivity {
     /// The konnectivity-server sidecar of the control plane.
     #[serde(default)]
+    #[schemars(schema_with = "schema::konnectivity_server")]
     pub server: KonnectivityServer,
     /// The konnectivity agent run inside the tenant; kept, not acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "preserved_object")]
+    #[schemars(schema_with = "schema::konnectivity_agent")]
     pub agent: Option<Value>,
 }
 
-/// The konnectivity-server sidecar.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+/// The konnectivity-server sidecar (schema: [`schema::konnectivity_server`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
 pub struct KonnectivityServer {
     /// Port the agents connect to.
     #[serde(default = "default_konnectivity_port")]
-    #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
     /// Container image of konnectivity-server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -330,7 +338,6 @@ pub struct KonnectivityServer {
     pub version: Option<String>,
     /// Kamaji's other server fields (resources, extraArgs) kept but not acted on.
     #[serde(flatten)]
-    #[schemars(skip)]
     pub not_acted_on: BTreeMap<String, Value>,
 }
 
@@ -338,7 +345,8 @@ impl Default for KonnectivityServer {
     fn default() -> Self {
         Self {
             port: default_konnectivity_port(),
-            image: None,
+            // Kamaji's CRD default, so the schema's default reads as Kamaji's.
+            image: Some(schema::KONNECTIVITY_SERVER_IMAGE.to_string()),
             version: None,
             not_acted_on: BTreeMap::new(),
         }
@@ -363,12 +371,24 @@ impl TenantControlPlaneSpec {
         optional("spec.writePermissions", self.write_permissions.is_some());
         optional("spec.controlPlane.ingress", self.control_plane.ingress.is_some());
         optional("spec.controlPlane.gateway", self.control_plane.gateway.is_some());
-        optional("spec.kubernetes.kubelet", self.kubernetes.kubelet.is_some());
+        optional(
+            "spec.kubernetes.kubelet",
+            self.kubernetes
+                .kubelet
+                .as_ref()
+                .is_some_and(|kubelet| !is_default_kubelet(kubelet)),
+        );
         if let Some(addons) = &self.addons {
             optional("spec.addons.coreDNS", addons.core_dns.is_some());
             optional("spec.addons.kubeProxy", addons.kube_proxy.is_some());
             if let Some(konnectivity) = &addons.konnectivity {
-                optional("spec.addons.konnectivity.agent", konnectivity.agent.is_some());
+                optional(
+                    "spec.addons.konnectivity.agent",
+                    konnectivity
+                        .agent
+                        .as_ref()
+                        .is_some_and(|agent| *agent != schema::default_konnectivity_agent()),
+                );
             }
         }
         let flattened = [
@@ -383,7 +403,12 @@ impl TenantControlPlaneSpec {
             ("spec.networkProfile", &self.network_profile.not_acted_on),
         ];
         for (prefix, extra) in flattened {
-            fields.extend(extra.keys().map(|key| format!("{prefix}.{key}")));
+            fields.extend(
+                extra
+                    .iter()
+                    .filter(|(key, value)| !is_kamaji_default(prefix, key, value))
+                    .map(|(key, _)| format!("{prefix}.{key}")),
+            );
         }
         if let Some(server) = self
             .addons
@@ -401,12 +426,130 @@ impl TenantControlPlaneSpec {
         fields
     }
 
+    /// The konnectivity-server image: `spec.addons.konnectivity.server.image`
+    /// (Kamaji's default, `registry.k8s.io/kas-network-proxy/proxy-server`, when
+    /// unset) with `server.version` as its tag, or `v0.<minor>.0` of the tenant's
+    /// Kubernetes minor when no version is given, as Kamaji derives it.
+    /// `None` without the addon.
+    pub fn konnectivity_server_image(&self) -> Option<String> {
+        let server = &self.konnectivity()?.server;
+        let image = server
+            .image
+            .as_deref()
+            .filter(|i| !i.is_empty())
+            .unwrap_or(schema::KONNECTIVITY_SERVER_IMAGE);
+        let tag = match server.version.as_deref().filter(|v| !v.is_empty()) {
+            Some(version) => version.to_string(),
+            None => self.kubernetes.konnectivity_tag(),
+        };
+        Some(format!("{image}:{tag}"))
+    }
+
     /// Whether the konnectivity addon is enabled.
     pub fn konnectivity(&self) -> Option<&Konnectivity> {
         self.addons
             .as_ref()
             .and_then(|addons| addons.konnectivity.as_ref())
     }
+}
+
+/// Whether a field the API server filled with Kamaji's default still holds it:
+/// a default nobody wrote is not reported as a field not acted on.
+fn is_kamaji_default(prefix: &str, key: &str, value: &Value) -> bool {
+    match (prefix, key) {
+        ("spec.controlPlane.deployment", "registrySettings") => *value == schema::default_registry_settings(),
+        ("spec.controlPlane.deployment", "strategy") => *value == schema::default_strategy(),
+        ("spec.controlPlane.deployment", "serviceAccountName") => value == "default",
+        _ => false,
+    }
+}
+
+/// A kubelet section that is empty but for Kamaji's default address types.
+fn is_default_kubelet(kubelet: &Value) -> bool {
+    let Some(fields) = kubelet.as_object() else {
+        return false;
+    };
+    fields.iter().all(|(key, value)| {
+        key == "preferredAddressTypes" && *value == schema::default_preferred_address_types()
+    })
+}
+
+impl KubernetesSpec {
+    /// The version as registry.k8s.io tags the control-plane images: with its
+    /// `v` (`1.33.0` → `v1.33.0`; `v1.34.0-rc.1` unchanged). Call this, not
+    /// `version`, wherever an image tag or a version comparison is built.
+    pub fn image_tag(&self) -> String {
+        let version = self.version.trim();
+        if version.starts_with('v') {
+            version.to_string()
+        } else {
+            format!("v{version}")
+        }
+    }
+
+    /// konnectivity's image tag for this Kubernetes version, as Kamaji derives it:
+    /// `v0.<minor>.0` (apiserver-network-proxy releases follow the Kubernetes minor).
+    pub fn konnectivity_tag(&self) -> String {
+        let tag = self.image_tag();
+        let minor = tag.trim_start_matches('v').split(['.', '-', '+']).nth(1);
+        match minor.filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit())) {
+            Some(minor) => format!("v0.{minor}.0"),
+            None => tag,
+        }
+    }
+}
+
+/// Where clients reach the tenant's API server: `spec.networkProfile.address`
+/// as an IP or as a host name (Kamaji accepts both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointAddress<'a> {
+    /// An IPv4 or IPv6 address: an IP SAN, and the API server's `--advertise-address`.
+    Ip(std::net::IpAddr),
+    /// A host name: a DNS SAN; the API server advertises no address of its own.
+    Name(&'a str),
+}
+
+impl NetworkProfile {
+    /// `address`, told apart: `None` when empty (the Service's address is used).
+    pub fn endpoint_address(&self) -> Option<EndpointAddress<'_>> {
+        let address = self.address.as_deref().map(str::trim).filter(|a| !a.is_empty())?;
+        Some(match address.parse() {
+            Ok(ip) => EndpointAddress::Ip(ip),
+            Err(_) => EndpointAddress::Name(address),
+        })
+    }
+
+    /// The API server's `--advertise-address`: `address` when it is an IP, else
+    /// Kamaji's `advertiseAddress` (validated as an IP by the schema).
+    pub fn advertise_address(&self) -> Option<std::net::IpAddr> {
+        if let Some(EndpointAddress::Ip(ip)) = self.endpoint_address() {
+            return Some(ip);
+        }
+        self.not_acted_on
+            .get("advertiseAddress")
+            .and_then(Value::as_str)
+            .and_then(|a| a.parse().ok())
+    }
+
+    /// The Pod CIDR, `None` when empty (Kamaji allows `podCidr: ""`: the
+    /// controller-manager then allocates no node CIDRs) or, when empty, the first
+    /// of Kamaji's `podCidrs`.
+    pub fn pod_cidr(&self) -> Option<&str> {
+        non_empty_or_first(&self.pod_cidr, self.not_acted_on.get("podCidrs"))
+    }
+
+    /// The Service CIDR: `serviceCidr`, or when empty the first of Kamaji's `serviceCidrs`.
+    pub fn service_cidr(&self) -> Option<&str> {
+        non_empty_or_first(&self.service_cidr, self.not_acted_on.get("serviceCidrs"))
+    }
+}
+
+fn non_empty_or_first<'a>(single: &'a str, list: Option<&'a Value>) -> Option<&'a str> {
+    let single = single.trim();
+    if !single.is_empty() {
+        return Some(single);
+    }
+    list?.as_array()?.first()?.as_str().filter(|c| !c.is_empty())
 }
 
 /// Observed state, with Kamaji's field names so Kamaji tooling reads it.
@@ -618,4 +761,115 @@ pub struct KonnectivityStatus {
     /// `<tcp>-konnectivity-kubeconfig`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<SecretStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn kubernetes(version: &str) -> KubernetesSpec {
+        KubernetesSpec {
+            version: version.into(),
+            ..KubernetesSpec::default()
+        }
+    }
+
+    #[test]
+    fn image_tags_carry_the_v_that_kamaji_manifests_may_leave_out() {
+        assert_eq!(kubernetes("1.33.0").image_tag(), "v1.33.0");
+        assert_eq!(kubernetes("v1.37.2").image_tag(), "v1.37.2");
+        assert_eq!(kubernetes("v1.34.0-rc.1").image_tag(), "v1.34.0-rc.1");
+        assert_eq!(kubernetes("1.34.0-rc.1").konnectivity_tag(), "v0.34.0");
+        assert_eq!(kubernetes("v1.37.2").konnectivity_tag(), "v0.37.0");
+    }
+
+    #[test]
+    fn addresses_are_ips_or_host_names() {
+        let mut network = NetworkProfile {
+            address: Some("k8s.example.com".into()),
+            ..NetworkProfile::default()
+        };
+        assert_eq!(
+            network.endpoint_address(),
+            Some(EndpointAddress::Name("k8s.example.com"))
+        );
+        assert_eq!(network.advertise_address(), None);
+        network
+            .not_acted_on
+            .insert("advertiseAddress".into(), json!("192.0.2.7"));
+        assert_eq!(
+            network.advertise_address(),
+            Some("192.0.2.7".parse().expect("ip"))
+        );
+        network.address = Some("2001:db8::1".into());
+        assert_eq!(
+            network.endpoint_address(),
+            Some(EndpointAddress::Ip("2001:db8::1".parse().expect("ip")))
+        );
+        network.address = Some(String::new());
+        assert_eq!(network.endpoint_address(), None);
+    }
+
+    #[test]
+    fn empty_cidrs_fall_back_to_kamajis_lists_or_to_none() {
+        let mut network = NetworkProfile {
+            pod_cidr: String::new(),
+            ..NetworkProfile::default()
+        };
+        assert_eq!(network.pod_cidr(), None);
+        assert_eq!(network.service_cidr(), Some("10.96.0.0/16"));
+        network
+            .not_acted_on
+            .insert("podCidrs".into(), json!(["10.244.0.0/16", "fd00:244::/56"]));
+        assert_eq!(network.pod_cidr(), Some("10.244.0.0/16"));
+    }
+
+    #[test]
+    fn kamaji_defaults_nobody_wrote_are_not_fields_not_acted_on() {
+        let mut spec = TenantControlPlaneSpec {
+            kubernetes: KubernetesSpec {
+                kubelet: Some(json!({"preferredAddressTypes": ["InternalIP", "ExternalIP", "Hostname"]})),
+                ..kubernetes("v1.37.2")
+            },
+            ..TenantControlPlaneSpec::default()
+        };
+        let deployment = &mut spec.control_plane.deployment.not_acted_on;
+        deployment.insert("registrySettings".into(), schema::default_registry_settings());
+        deployment.insert("strategy".into(), schema::default_strategy());
+        deployment.insert("serviceAccountName".into(), json!("default"));
+        assert_eq!(spec.fields_not_acted_on(), Vec::<String>::new());
+        spec.control_plane
+            .deployment
+            .not_acted_on
+            .insert("serviceAccountName".into(), json!("tenant"));
+        assert_eq!(
+            spec.fields_not_acted_on(),
+            ["spec.controlPlane.deployment.serviceAccountName"]
+        );
+    }
+
+    #[test]
+    fn the_konnectivity_image_follows_kamaji() {
+        let mut spec = TenantControlPlaneSpec {
+            kubernetes: kubernetes("1.33.0"),
+            addons: Some(Addons {
+                konnectivity: Some(Konnectivity::default()),
+                ..Addons::default()
+            }),
+            ..TenantControlPlaneSpec::default()
+        };
+        assert_eq!(
+            spec.konnectivity_server_image().as_deref(),
+            Some("registry.k8s.io/kas-network-proxy/proxy-server:v0.33.0")
+        );
+        if let Some(k) = spec.addons.as_mut().and_then(|a| a.konnectivity.as_mut()) {
+            k.server.version = Some("v0.31.2".into());
+        }
+        assert_eq!(
+            spec.konnectivity_server_image().as_deref(),
+            Some("registry.k8s.io/kas-network-proxy/proxy-server:v0.31.2")
+        );
+    }
 }

@@ -2,7 +2,8 @@
 //! leader election, with health probes and metrics. Flag names follow Kamaji's
 //! where Kamaji has them (`--metrics-bind-address`, `--health-probe-bind-address`,
 //! `--leader-elect`, `--datastore`, `--max-concurrent-tcp-reconciles`,
-//! `--certificate-expiration-deadline`).
+//! `--certificate-expiration-deadline`). Every other flag of Kamaji's manager is
+//! accepted too ([`KamajiFlags`]): a Kamaji Deployment starts kamaji-rs unchanged.
 //!
 //! Lifecycle: bind the HTTP endpoints, join the election (standby), acquire the
 //! lease, run the controllers. SIGTERM: the controllers finish their in-flight
@@ -31,6 +32,7 @@ use tracing::{info, warn};
 use super::{
     health::{Health, Phase},
     http,
+    kamaji_flags::{KamajiFlags, go_bool, go_duration},
     leader::{self, Candidate, ElectionConfig},
     rbac,
     telemetry::{self, LogFormat},
@@ -100,7 +102,8 @@ pub struct ManagerArgs {
         action = clap::ArgAction::Set,
         num_args = 0..=1,
         require_equals = true,
-        default_missing_value = "true"
+        default_missing_value = "true",
+        value_parser = go_bool
     )]
     pub tenant_cluster_setup: bool,
 
@@ -113,6 +116,7 @@ pub struct ManagerArgs {
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "true",
+        value_parser = go_bool,
         help_heading = "Leader election"
     )]
     pub leader_elect: bool,
@@ -141,7 +145,7 @@ pub struct ManagerArgs {
 
     /// On SIGTERM, wait at most this long for in-flight reconciles before stopping (keep it below the
     /// pod's terminationGracePeriodSeconds).
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = go_duration)]
     pub graceful_shutdown_timeout: Duration,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, help_heading = "Logging")]
@@ -149,6 +153,10 @@ pub struct ManagerArgs {
     /// Log level or filter directive (RUST_LOG overrides).
     #[arg(long, default_value = "info", help_heading = "Logging")]
     pub log_level: String,
+
+    /// Kamaji's manager flags kamaji-rs has no use for (accepted, logged once as unused).
+    #[command(flatten)]
+    pub kamaji: KamajiFlags,
 }
 
 /// A listen address: `host:port`, `:port` (every IPv4 interface, as Go's
@@ -191,10 +199,11 @@ impl fmt::Display for BindAddress {
     }
 }
 
-/// A humantime duration that must be positive: `0s` would rotate continuously.
+/// A duration that must be positive: `0s` would rotate continuously. humantime
+/// (`7d`, `36h`, `1w`) or Go syntax (`24h0m0s`, `1.5h`), as a Kamaji value reads.
 fn parse_positive_duration(value: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(value)
-        .map_err(|e| format!("{value:?} is not a duration such as 7d, 36h or 1w: {e}"))?;
+    let duration =
+        go_duration(value).map_err(|_| format!("{value:?} is not a duration such as 7d, 36h or 1w"))?;
     if duration.is_zero() {
         return Err(format!("{value:?} must be greater than zero"));
     }
@@ -292,7 +301,17 @@ async fn signalled(shutdown: &mut watch::Receiver<bool>) {
 
 /// Runs the manager until SIGTERM or Ctrl-C (Ok), or until it loses the lease (Err).
 pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
-    telemetry::init(args.log_format, &args.log_level)?;
+    telemetry::init(
+        args.kamaji.log_format(args.log_format),
+        &args.kamaji.log_level(&args.log_level),
+    )?;
+    let unused = args.kamaji.unused();
+    if !unused.is_empty() {
+        info!(
+            flags = %unused.join(" "),
+            "Kamaji manager flags accepted but not used by kamaji-rs (see README, Kamaji flags)"
+        );
+    }
     let election = args.election()?;
     let mut shutdown = shutdown_signal()?;
     let metrics = Arc::new(crate::runtime::metrics::Metrics::new());
@@ -534,6 +553,84 @@ mod tests {
         assert_eq!(parsed("0"), Ok(None));
         assert!(parsed("localhost").is_err());
         assert!(parsed(":http").is_err());
+    }
+
+    /// Every flag of Kamaji's `manager` command (cmd/manager/cmd.go at 26.8.2-edge, plus the zap
+    /// flags controller-runtime binds), with a value of the type Kamaji parses.
+    const KAMAJI_MANAGER_FLAGS: &[&str] = &[
+        "--metrics-bind-address=:8080",
+        "--health-probe-bind-address=:8081",
+        "--pprof-bind-address=",
+        "--leader-elect",
+        "--tmp-directory=/tmp/kamaji",
+        "--kine-image=rancher/kine:v0.11.10-amd64",
+        "--datastore=default",
+        "--migrate-image=docker.io/clastix/kamaji:v1.0.0",
+        "--max-concurrent-tcp-reconciles=1",
+        "--pod-namespace=kamaji-system",
+        "--webhook-service-name=kamaji-webhook-service",
+        "--serviceaccount-name=kamaji-controller-manager",
+        "--webhook-ca-path=/tmp/k8s-webhook-server/serving-certs/ca.crt",
+        "--controller-reconcile-timeout=30s",
+        "--cache-resync-period=10h0m0s",
+        "--disable-telemetry",
+        "--certificate-expiration-deadline=24h0m0s",
+        "--zap-devel",
+        "--zap-encoder=console",
+        "--zap-log-level=info",
+        "--zap-stacktrace-level=error",
+        "--zap-time-encoding=rfc3339",
+    ];
+
+    #[test]
+    fn every_kamaji_manager_flag_is_accepted() {
+        let args = parse(KAMAJI_MANAGER_FLAGS).expect("Kamaji's flags parse");
+        assert_eq!(args.datastore.as_deref(), Some("default"));
+        assert_eq!(args.max_concurrent_tcp_reconciles, 1);
+        assert_eq!(args.leader_election_namespace, "kamaji-system");
+        assert_eq!(args.certificate_expiration_deadline, Duration::from_secs(86_400));
+        assert_eq!(args.kamaji.cache_resync_period, Some(Duration::from_secs(36_000)));
+        assert_eq!(
+            args.kamaji.unused(),
+            [
+                "--pprof-bind-address",
+                "--tmp-directory",
+                "--kine-image",
+                "--migrate-image",
+                "--webhook-service-name",
+                "--webhook-ca-path",
+                "--serviceaccount-name",
+                "--controller-reconcile-timeout",
+                "--cache-resync-period",
+                "--disable-telemetry",
+                "--zap-stacktrace-level",
+                "--zap-time-encoding",
+            ]
+        );
+        // Space-separated values and Go booleans, as pflag reads them.
+        let spaced = parse(&[
+            "--tmp-directory",
+            "/x",
+            "--disable-telemetry=F",
+            "--leader-elect=0",
+        ])
+        .expect("parses");
+        assert_eq!(spaced.kamaji.tmp_directory.as_deref(), Some("/x"));
+        assert_eq!(spaced.kamaji.disable_telemetry, Some(false));
+        assert!(!spaced.leader_elect);
+    }
+
+    #[test]
+    fn kamaji_flags_are_validated_as_kamaji_does() {
+        for bad in [
+            "--tmp-directory=",
+            "--controller-reconcile-timeout=0s",
+            "--zap-encoder=text",
+            "--zap-log-level=warn",
+            "--cache-resync-period=soon",
+        ] {
+            assert!(parse(&[bad]).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

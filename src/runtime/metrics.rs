@@ -54,11 +54,16 @@ impl CertificateStatus {
     const ALL: [Self; 3] = [Self::valid, Self::expiring, Self::invalid];
 }
 
+/// `kamaji_certificates_current`'s labels: kamaji-rs' (`namespace`, `tenant`) and, with
+/// the same values, Kamaji's (`tcp_namespace`, `tcp_name`), so Kamaji's dashboards
+/// select the series too. (Kamaji also splits by `strategy`; kamaji-rs counts both.)
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantLabels {
     namespace: String,
     tenant: String,
     status: CertificateStatus,
+    tcp_namespace: String,
+    tcp_name: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -313,6 +318,8 @@ impl Metrics {
                 namespace: namespace.to_string(),
                 tenant: tenant.to_string(),
                 status,
+                tcp_namespace: namespace.to_string(),
+                tcp_name: tenant.to_string(),
             };
             if any {
                 let count = counts.get(status_name(status)).copied().unwrap_or(0);
@@ -417,7 +424,7 @@ mod tests {
         ), "{text}");
         for (status, count) in [("valid", 1), ("expiring", 1), ("invalid", 1)] {
             let line = format!(
-                "kamaji_certificates_current{{namespace=\"ns\",tenant=\"t\",status=\"{status}\"}} {count}\n"
+                "kamaji_certificates_current{{namespace=\"ns\",tenant=\"t\",status=\"{status}\",tcp_namespace=\"ns\",tcp_name=\"t\"}} {count}\n"
             );
             assert!(text.contains(&line), "{line} missing:\n{text}");
         }
@@ -451,12 +458,12 @@ mod tests {
         let text = metrics.render();
         assert!(
             text.contains(
-                "kamaji_certificates_current{namespace=\"ns\",tenant=\"t\",status=\"invalid\"} 0\n"
+                "kamaji_certificates_current{namespace=\"ns\",tenant=\"t\",status=\"invalid\",tcp_namespace=\"ns\",tcp_name=\"t\"} 0\n"
             ),
             "{text}"
         );
         assert!(
-            text.contains("kamaji_certificates_current{namespace=\"ns\",tenant=\"t\",status=\"valid\"} 1\n"),
+            text.contains("kamaji_certificates_current{namespace=\"ns\",tenant=\"t\",status=\"valid\",tcp_namespace=\"ns\",tcp_name=\"t\"} 1\n"),
             "{text}"
         );
     }

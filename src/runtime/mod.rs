@@ -3,6 +3,8 @@
 
 pub mod health;
 pub mod http;
+pub mod kamaji_flags;
+pub mod kamaji_metrics;
 pub mod leader;
 pub mod manager;
 pub mod metrics;

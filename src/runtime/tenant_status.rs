@@ -5,7 +5,8 @@
 //!
 //! Read from a reflector over TenantControlPlanes that the leader runs, so it is
 //! exactly what is stored (the status a `kubectl get tcp` shows), whichever
-//! controller wrote it; a standby exports no series.
+//! controller wrote it; a standby exports no series. The same reflectors (and
+//! one over DataStores) feed Kamaji's families ([`super::kamaji_metrics`]).
 
 use std::{
     fmt::Write as _,
@@ -23,7 +24,7 @@ use kube::{
 };
 use tokio::task::JoinHandle;
 
-use crate::api::{TenantControlPlane, tenant_control_plane::KubernetesVersionStatus};
+use crate::api::{DataStore, TenantControlPlane, tenant_control_plane::KubernetesVersionStatus};
 
 /// Every value of [`KubernetesVersionStatus`], in Kamaji's order.
 const STATUSES: [KubernetesVersionStatus; 9] = [
@@ -45,11 +46,13 @@ pub const METRIC: &str = "kamaji_tenant_status";
 #[derive(Clone, Default)]
 pub struct TenantStatuses {
     store: Arc<RwLock<Option<Store<TenantControlPlane>>>>,
+    datastores: Arc<RwLock<Option<Store<DataStore>>>>,
 }
 
 impl TenantStatuses {
     /// Starts the reflector; the returned task runs until aborted.
     pub fn start(&self, client: Client, namespace: Option<&str>) -> JoinHandle<()> {
+        let datastores = self.reflect_datastores(Api::all(client.clone()));
         let api: Api<TenantControlPlane> = match namespace {
             Some(ns) => Api::namespaced(client, ns),
             None => Api::all(client),
@@ -68,8 +71,23 @@ impl TenantStatuses {
             .reflect(writer)
             .applied_objects();
         tokio::spawn(async move {
-            stream.for_each(|_| futures::future::ready(())).await;
+            let tenants = stream.for_each(|_| futures::future::ready(()));
+            futures::future::join(tenants, datastores).await;
         })
+    }
+
+    /// The DataStore reflector (cluster-scoped: Kamaji's `kamaji_datastore_*` families).
+    fn reflect_datastores(&self, api: Api<DataStore>) -> impl std::future::Future<Output = ()> + use<> {
+        let (reader, writer) = reflector::store();
+        if let Ok(mut slot) = self.datastores.write() {
+            *slot = Some(reader);
+        }
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|ds| ds.managed_fields_mut().clear())
+            .reflect(writer)
+            .applied_objects();
+        stream.for_each(|_| futures::future::ready(()))
     }
 
     /// Appends the family (HELP, TYPE and one series per tenant and status).
@@ -94,6 +112,15 @@ impl TenantStatuses {
             .collect();
         rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         encode_rows(out, &rows);
+        if let Ok(slot) = self.store.read()
+            && slot.is_some()
+        {
+            let datastores = match self.datastores.read() {
+                Ok(slot) => slot.as_ref().map(Store::state).unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            out.push_str(&super::kamaji_metrics::encode(&tenants, &datastores));
+        }
     }
 }
 

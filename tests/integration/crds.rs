@@ -175,8 +175,17 @@ async fn invalid_tenant_control_planes_are_rejected_naming_the_field() {
     let ns = TestNamespace::create(&client, "crd-invalid").await;
     let cases = [
         (
-            "networkProfile:\n    address: 300.1.2.3",
-            "spec.networkProfile.address",
+            "networkProfile:\n    advertiseAddress: 300.1.2.3",
+            "spec.networkProfile.advertiseAddress",
+        ),
+        ("kubernetes:\n    version: latest", "spec.kubernetes.version"),
+        (
+            "networkProfile:\n    clusterDomain: local",
+            "spec.networkProfile.clusterDomain",
+        ),
+        (
+            "controlPlane:\n    deployment:\n      strategy: {type: RollingUpdate}\n      bogus: 1",
+            "spec.controlPlane.deployment.bogus",
         ),
         ("networkProfile:\n    port: 70000", "spec.networkProfile.port"),
         (
@@ -256,7 +265,7 @@ spec:
     kubeProxy: {}
     konnectivity:
       server: {port: 8132, resources: {}}
-      agent: {mode: DaemonSet}
+      agent: {mode: DaemonSet, hostNetwork: true}
 "#;
     let output = kubectl_apply(&ns.name, manifest);
     assert!(
@@ -285,4 +294,153 @@ spec:
         );
     }
     assert_eq!(tcp.spec.control_plane.deployment.replicas, 3);
+}
+
+/// What Kamaji's schema accepts and kamaji-rs used to refuse: a version without `v`, a
+/// pre-release, a host name as address, an empty podCidr, a Secret reference without
+/// namespace. Kamaji's defaults are filled in by the API server.
+#[tokio::test]
+async fn kamaji_values_are_accepted_with_kamajis_defaults() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "crd-kamaji-values").await;
+    for (i, (version, address)) in [("1.33.0", "k8s.example.com"), ("v1.34.0-rc.1", "192.0.2.10")]
+        .iter()
+        .enumerate()
+    {
+        let manifest = format!(
+            "apiVersion: kamaji.clastix.io/v1alpha1\nkind: TenantControlPlane\nmetadata:\n  name: values-{i}\nspec:\n  \
+             controlPlane:\n    deployment: {{}}\n    service:\n      serviceType: ClusterIP\n  kubernetes:\n    \
+             version: \"{version}\"\n    kubelet: {{}}\n  networkProfile:\n    address: {address}\n    podCidr: \"\"\n  \
+             addons:\n    konnectivity: {{}}\n"
+        );
+        let output = kubectl_apply(&ns.name, &manifest);
+        assert!(
+            output.status.success(),
+            "{version} / {address}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let tcps: Api<TenantControlPlane> = Api::namespaced(client.clone(), &ns.name);
+    let tcp = tcps.get("values-0").await.expect("read back");
+    assert_eq!(tcp.spec.kubernetes.image_tag(), "v1.33.0");
+    assert_eq!(tcp.spec.network_profile.pod_cidr(), None);
+    assert_eq!(
+        tcp.spec.network_profile.endpoint_address(),
+        Some(kamaji::api::tenant_control_plane::EndpointAddress::Name(
+            "k8s.example.com"
+        ))
+    );
+    assert_eq!(
+        tcp.spec.kubernetes.admission_controllers,
+        kamaji::api::schema::DEFAULT_ADMISSION_CONTROLLERS
+    );
+    let deployment = &tcp.spec.control_plane.deployment;
+    assert_eq!(deployment.replicas, 2);
+    assert_eq!(
+        deployment.not_acted_on.get("registrySettings"),
+        Some(&kamaji::api::schema::default_registry_settings())
+    );
+    assert_eq!(
+        deployment.not_acted_on.get("strategy"),
+        Some(&kamaji::api::schema::default_strategy())
+    );
+    let konnectivity = tcp.spec.konnectivity().expect("addon kept");
+    assert_eq!(konnectivity.server.port, 8132);
+    assert_eq!(
+        konnectivity.agent.as_ref(),
+        Some(&kamaji::api::schema::default_konnectivity_agent())
+    );
+    assert_eq!(
+        tcp.spec.konnectivity_server_image().as_deref(),
+        Some("registry.k8s.io/kas-network-proxy/proxy-server:v0.33.0")
+    );
+    // Defaults nobody wrote are not reported as fields not acted on.
+    assert_eq!(tcp.spec.fields_not_acted_on(), Vec::<String>::new());
+
+    let name = format!("no-ns-{:08x}", rand::random::<u32>());
+    let datastore = format!(
+        "apiVersion: kamaji.clastix.io/v1alpha1\nkind: DataStore\nmetadata:\n  name: {name}\nspec:\n  driver: etcd\n  \
+         endpoints: [etcd:2379]\n  tlsConfig:\n    certificateAuthority:\n      certificate:\n        \
+         secretReference: {{name: etcd-certs, keyPath: ca.crt}}\n      privateKey:\n        \
+         secretReference: {{name: etcd-certs, keyPath: ca.key}}\n"
+    );
+    let output = kubectl_apply("default", &datastore);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read = Api::<DataStore>::all(client.clone())
+        .get(&name)
+        .await
+        .expect("read back");
+    let reference = read
+        .spec
+        .tls_config
+        .and_then(|t| t.certificate_authority.certificate.secret_reference)
+        .expect("reference kept");
+    assert!(
+        reference.validate().is_err(),
+        "no namespace: the DataStore cannot be used"
+    );
+    let _ = kubectl(&["delete", "datastore", &name, "--wait=false"]);
+}
+
+/// Kamaji's immutable fields stay as created.
+#[tokio::test]
+async fn fields_kamaji_makes_immutable_cannot_change() {
+    let client = client().await;
+    install_crds(&client).await;
+    let ns = TestNamespace::create(&client, "crd-immutable").await;
+    let tenant = |schema: &str, user: &str, domain: &str| {
+        format!(
+            "apiVersion: kamaji.clastix.io/v1alpha1\nkind: TenantControlPlane\nmetadata:\n  name: fixed\nspec:\n  \
+             dataStoreSchema: {schema}\n  dataStoreUsername: {user}\n  kubernetes:\n    version: v1.37.2\n  \
+             networkProfile:\n    clusterDomain: {domain}\n"
+        )
+    };
+    let created = kubectl_apply(&ns.name, &tenant("one", "one", "cluster.local"));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    for (manifest, message) in [
+        (
+            tenant("two", "one", "cluster.local"),
+            "changing the dataStoreSchema is not supported",
+        ),
+        (
+            tenant("one", "two", "cluster.local"),
+            "changing the dataStoreUsername is not supported",
+        ),
+        (
+            tenant("one", "one", "example.org"),
+            "changing the cluster domain is not supported",
+        ),
+    ] {
+        let output = kubectl_apply(&ns.name, &manifest);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{message}: the change was accepted");
+        assert!(stderr.contains(message), "{message}: {stderr}");
+    }
+
+    let name = format!("driver-{:08x}", rand::random::<u32>());
+    let datastore = |driver: &str| {
+        format!(
+            "apiVersion: kamaji.clastix.io/v1alpha1\nkind: DataStore\nmetadata:\n  name: {name}\nspec:\n  driver: {driver}\n  \
+             endpoints: [db:5432]\n  basicAuth:\n    username: {{content: cm9vdA==}}\n    password: {{content: cm9vdA==}}\n"
+        )
+    };
+    let created = kubectl_apply("default", &datastore("PostgreSQL"));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let changed = kubectl_apply("default", &datastore("MySQL"));
+    assert!(!changed.status.success(), "the driver changed");
+    assert!(String::from_utf8_lossy(&changed.stderr).contains("Datastore driver is immutable"));
+    let _ = kubectl(&["delete", "datastore", &name, "--wait=false"]);
 }
