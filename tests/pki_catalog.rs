@@ -334,13 +334,15 @@ fn check_every_row(algorithm: KeyAlgorithm) {
             };
             assert_eq!(kc.clusters.len(), 1);
             assert_eq!(kc.clusters[0].name, "k8s-133");
-            assert_eq!(kc.clusters[0].cluster.server, server, "{row}");
-            assert_eq!(kc.users[0].name, cn, "{row}: user named after the CN");
+            let cluster = kc.clusters[0].cluster.as_ref().expect("a cluster");
+            assert_eq!(cluster.server.as_deref(), Some(server), "{row}");
+            assert_eq!(kc.auth_infos[0].name, cn, "{row}: user named after the CN");
             assert_eq!(
                 kc.current_context.as_deref(),
                 Some(format!("{cn}@k8s-133").as_str())
             );
-            assert_eq!(kc.contexts[0].context.cluster, "k8s-133");
+            let context = kc.contexts[0].context.as_ref().expect("a context");
+            assert_eq!(context.cluster, "k8s-133");
             assert_eq!(
                 kc.current_ca_pem().unwrap().unwrap(),
                 issued.pki.ca.certificate_pem().as_bytes()

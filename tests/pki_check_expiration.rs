@@ -169,7 +169,7 @@ fn missing_broken_and_external_material_is_reported() {
     assert_eq!(problems[0].secret, "k8s-133-api-server-certificate");
     assert_eq!(problems[0].error.reason(), "MalformedPem");
 
-    let table = report.to_table();
+    let table = render(&report, OutputFormat::Table).unwrap();
     assert!(
         table.lines().any(|l| l.starts_with("!MISSING! scheduler.conf")),
         "{table}"
@@ -196,7 +196,7 @@ fn expired_certificates_show_invalid() {
     let secrets = cluster_secrets(&f.pki);
     let later = f.now + time::Duration::days(400);
     let (report, _) = tenant_report("k8s-133", &views(&secrets), later, false);
-    let table = report.to_table();
+    let table = render(&report, OutputFormat::Table).unwrap();
     let apiserver = table.lines().find(|l| l.starts_with("apiserver ")).unwrap();
     assert!(apiserver.contains("<invalid>"), "{apiserver}");
     let ca = table.lines().find(|l| l.starts_with("ca ")).unwrap();

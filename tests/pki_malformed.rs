@@ -233,7 +233,12 @@ fn certificate_and_key_mismatch_is_caught() {
     let admin = Kubeconfig::parse(&pki.secrets["admin-kubeconfig"]["admin.conf"]).unwrap();
     let scheduler = Kubeconfig::parse(&pki.secrets["scheduler-kubeconfig"]["scheduler.conf"]).unwrap();
     let mut mixed = admin.clone();
-    mixed.users[0].user.client_key_data = scheduler.users[0].user.client_key_data.clone();
+    let scheduler_user = scheduler.auth_infos[0].auth_info.as_ref().expect("a user");
+    mixed.auth_infos[0]
+        .auth_info
+        .as_mut()
+        .expect("a user")
+        .client_key_data = scheduler_user.client_key_data.clone();
     let yaml = mixed.to_yaml().unwrap();
     let err = inspect([("admin.conf", yaml.as_bytes())], Lifecycle::Kubeconfig).unwrap_err();
     assert_eq!(

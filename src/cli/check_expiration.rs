@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 
 use crate::{
     api::{TenantControlPlane, labels},
+    cli::table,
     pki::{
         catalog::Lifecycle,
         expiration::{ExpirationEntry, ExpirationReport, SecretView, tenant_report},
@@ -86,7 +87,7 @@ pub async fn report(
 /// The report in the requested format.
 pub fn render(report: &ExpirationReport, format: OutputFormat) -> anyhow::Result<String> {
     Ok(match format {
-        OutputFormat::Table => report.to_table(),
+        OutputFormat::Table => table::render(report),
         OutputFormat::Json => serde_json::to_string_pretty(&report.to_output())? + "\n",
         OutputFormat::Yaml => serde_saphyr::to_string(&report.to_output())?,
     })

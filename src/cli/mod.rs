@@ -1,3 +1,4 @@
 //! Command-line subcommands beyond the operator itself.
 
 pub mod check_expiration;
+pub mod table;

@@ -657,10 +657,10 @@ pub fn check(
                 reason: e.to_string(),
             };
             let kubeconfig = Kubeconfig::parse(raw).map_err(unreadable)?;
-            let cluster = kubeconfig
-                .current_cluster()
+            let current = kubeconfig
+                .current_server()
                 .ok_or(Stale::ServerChanged { key: key.into() })?;
-            if cluster.cluster.server != tenant.server_url(server)? {
+            if current != tenant.server_url(server)? {
                 return Err(Stale::ServerChanged { key: key.into() });
             }
             match kubeconfig.current_ca_pem().map_err(unreadable)? {

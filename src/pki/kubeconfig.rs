@@ -1,129 +1,50 @@
 //! Kubeconfig files: build one with embedded CA, client certificate and key (kubeadm's
 //! layout and naming), and parse one (YAML or JSON, as kubectl accepts both) down to
 //! every user's client certificate.
+//!
+//! The model is kube's ([`kube::config::Kubeconfig`], client-go's `clientcmd` types with
+//! kubectl's field names, unknown fields kept): it is maintained upstream and already a
+//! dependency. This module adds what kamaji-rs does with it.
+
+use std::ops::{Deref, DerefMut};
 
 use base64::Engine as _;
+pub use kube::config::{AuthInfo, Cluster, Context, NamedAuthInfo, NamedCluster, NamedContext};
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 
-/// A kubeconfig (`apiVersion: v1`, `kind: Config`). Only the fields kamaji-rs reads or
-/// writes are modelled; unknown fields are ignored when parsing.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Kubeconfig {
-    /// `v1`.
-    #[serde(rename = "apiVersion", default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    /// Named clusters.
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub clusters: Vec<NamedCluster>,
-    /// Named contexts.
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub contexts: Vec<NamedContext>,
-    /// The context kubectl uses.
-    #[serde(rename = "current-context", default, skip_serializing_if = "Option::is_none")]
-    pub current_context: Option<String>,
-    /// `Config`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// Named users (credentials).
-    #[serde(default, deserialize_with = "null_as_empty")]
-    pub users: Vec<NamedUser>,
-}
+/// A kubeconfig (`apiVersion: v1`, `kind: Config`): kube's model, read through `Deref`
+/// (`clusters`, `auth_infos` for `users`, `contexts`, `current_context`), with the
+/// constructors and readers below. `Debug` shows no key: kube holds `client-key-data`
+/// (and tokens, passwords) as [`SecretString`], which `Debug` redacts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Kubeconfig(pub kube::config::Kubeconfig);
 
-/// A `clusters[]` entry.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NamedCluster {
-    /// The cluster.
-    #[serde(default)]
-    pub cluster: Cluster,
-    /// Its name.
-    #[serde(default)]
-    pub name: String,
-}
+impl Deref for Kubeconfig {
+    type Target = kube::config::Kubeconfig;
 
-/// A cluster: where the API server is and which CA it is trusted by.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cluster {
-    /// Base64 of the PEM CA bundle.
-    #[serde(
-        rename = "certificate-authority-data",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub certificate_authority_data: Option<String>,
-    /// API server URL.
-    #[serde(default)]
-    pub server: String,
-}
-
-/// A `contexts[]` entry.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NamedContext {
-    /// The context.
-    #[serde(default)]
-    pub context: Context,
-    /// Its name.
-    #[serde(default)]
-    pub name: String,
-}
-
-/// A context: a cluster and a user.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Context {
-    /// Cluster name.
-    #[serde(default)]
-    pub cluster: String,
-    /// User name.
-    #[serde(default)]
-    pub user: String,
-}
-
-/// A `users[]` entry.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NamedUser {
-    /// Its name.
-    #[serde(default)]
-    pub name: String,
-    /// The credentials.
-    #[serde(default)]
-    pub user: User,
-}
-
-/// Credentials: an embedded client certificate and key. `Debug` never shows them.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct User {
-    /// Base64 of the PEM client certificate.
-    #[serde(
-        rename = "client-certificate-data",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub client_certificate_data: Option<String>,
-    /// Base64 of the PEM client key.
-    #[serde(rename = "client-key-data", default, skip_serializing_if = "Option::is_none")]
-    pub client_key_data: Option<String>,
-}
-
-impl std::fmt::Debug for User {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User")
-            .field(
-                "client_certificate_data",
-                &self.client_certificate_data.as_ref().map(|_| "[elided]"),
-            )
-            .field(
-                "client_key_data",
-                &self.client_key_data.as_ref().map(|_| "[elided]"),
-            )
-            .finish()
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
-fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
+impl DerefMut for Kubeconfig {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl From<kube::config::Kubeconfig> for Kubeconfig {
+    fn from(kubeconfig: kube::config::Kubeconfig) -> Self {
+        Self(kubeconfig)
+    }
+}
+
+impl From<Kubeconfig> for kube::config::Kubeconfig {
+    fn from(kubeconfig: Kubeconfig) -> Self {
+        kubeconfig.0
+    }
 }
 
 /// What is wrong with a kubeconfig. Never contains its content: YAML errors carry
@@ -215,32 +136,39 @@ impl Kubeconfig {
     /// `<user>@<cluster>`, selected as current.
     pub fn new(params: &KubeconfigParams<'_>) -> Self {
         let context = format!("{}@{}", params.user, params.cluster_name);
-        Self {
+        Self(kube::config::Kubeconfig {
             api_version: Some("v1".into()),
             clusters: vec![NamedCluster {
-                cluster: Cluster {
-                    certificate_authority_data: Some(b64(params.ca_pem.as_bytes())),
-                    server: params.server.to_owned(),
-                },
                 name: params.cluster_name.to_owned(),
+                cluster: Some(Cluster {
+                    certificate_authority_data: Some(b64(params.ca_pem.as_bytes())),
+                    server: Some(params.server.to_owned()),
+                    ..Cluster::default()
+                }),
+                ..NamedCluster::default()
             }],
             contexts: vec![NamedContext {
-                context: Context {
-                    cluster: params.cluster_name.to_owned(),
-                    user: params.user.to_owned(),
-                },
                 name: context.clone(),
+                context: Some(Context {
+                    cluster: params.cluster_name.to_owned(),
+                    user: Some(params.user.to_owned()),
+                    ..Context::default()
+                }),
+                ..NamedContext::default()
             }],
             current_context: Some(context),
             kind: Some("Config".into()),
-            users: vec![NamedUser {
+            auth_infos: vec![NamedAuthInfo {
                 name: params.user.to_owned(),
-                user: User {
+                auth_info: Some(AuthInfo {
                     client_certificate_data: Some(b64(params.client_certificate_pem.as_bytes())),
-                    client_key_data: Some(b64(params.client_key_pem.as_bytes())),
-                },
+                    client_key_data: Some(SecretString::from(b64(params.client_key_pem.as_bytes()))),
+                    ..AuthInfo::default()
+                }),
+                ..NamedAuthInfo::default()
             }],
-        }
+            ..kube::config::Kubeconfig::default()
+        })
     }
 
     /// Parses YAML or JSON.
@@ -256,33 +184,30 @@ impl Kubeconfig {
 
     /// The YAML document.
     pub fn to_yaml(&self) -> Result<String, KubeconfigError> {
-        serde_saphyr::to_string(self).map_err(|_| KubeconfigError::Serialize)
+        serde_saphyr::to_string(&self.0).map_err(|_| KubeconfigError::Serialize)
     }
 
     /// Every user's embedded client certificate (and key). Errors when there are no
     /// users, or a user has no embedded certificate: a kubeconfig under certificate
     /// lifecycle management must authenticate with certificates only.
     pub fn client_credentials(&self) -> Result<Vec<ClientCredentials>, KubeconfigError> {
-        if self.users.is_empty() {
+        if self.auth_infos.is_empty() {
             return Err(KubeconfigError::WithoutUsers);
         }
-        self.users
+        self.auth_infos
             .iter()
             .map(|named| {
-                let data = named
-                    .user
-                    .client_certificate_data
-                    .as_deref()
+                let auth_info = named.auth_info.as_ref();
+                let data = auth_info
+                    .and_then(|a| a.client_certificate_data.as_deref())
                     .filter(|d| !d.trim().is_empty())
                     .ok_or_else(|| KubeconfigError::UserWithoutClientCertificate {
                         user: named.name.clone(),
                     })?;
                 let certificate_pem = unb64(data, &named.name, "client-certificate-data")?;
-                let key_pem = named
-                    .user
-                    .client_key_data
-                    .as_deref()
-                    .map(|k| unb64(k, &named.name, "client-key-data"))
+                let key_pem = auth_info
+                    .and_then(|a| a.client_key_data.as_ref())
+                    .map(|k| unb64(k.expose_secret(), &named.name, "client-key-data"))
                     .transpose()?;
                 Ok(ClientCredentials {
                     user: named.name.clone(),
@@ -301,12 +226,18 @@ impl Kubeconfig {
         by_context.or_else(|| self.clusters.first())
     }
 
+    /// The API server URL of the current cluster.
+    pub fn current_server(&self) -> Option<&str> {
+        self.current_cluster()?.cluster.as_ref()?.server.as_deref()
+    }
+
     /// The user of the current context (or the only/first user).
-    pub fn current_user(&self) -> Option<&NamedUser> {
+    pub fn current_user(&self) -> Option<&NamedAuthInfo> {
         let by_context = self
             .current()
-            .and_then(|ctx| self.users.iter().find(|u| u.name == ctx.user));
-        by_context.or_else(|| self.users.first())
+            .and_then(|ctx| ctx.user.as_deref())
+            .and_then(|user| self.auth_infos.iter().find(|u| u.name == user));
+        by_context.or_else(|| self.auth_infos.first())
     }
 
     /// The decoded CA bundle of the current cluster, when embedded.
@@ -314,6 +245,7 @@ impl Kubeconfig {
         self.current_cluster()
             .and_then(|c| {
                 c.cluster
+                    .as_ref()?
                     .certificate_authority_data
                     .as_deref()
                     .map(|d| (c.name.as_str(), d))
@@ -324,7 +256,10 @@ impl Kubeconfig {
 
     fn current(&self) -> Option<&Context> {
         let name = self.current_context.as_deref()?;
-        self.contexts.iter().find(|c| c.name == name).map(|c| &c.context)
+        self.contexts
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.context.as_ref())
     }
 }
 
@@ -343,6 +278,11 @@ mod tests {
         })
     }
 
+    /// The whole document, keys included: kube's types have no `PartialEq`.
+    fn as_json(kubeconfig: &Kubeconfig) -> serde_json::Value {
+        serde_json::to_value(kubeconfig).unwrap()
+    }
+
     #[test]
     fn builds_kubeadm_shaped_yaml() {
         let yaml = sample().to_yaml().unwrap();
@@ -350,7 +290,7 @@ mod tests {
             "apiVersion: v1",
             "kind: Config",
             "current-context: kubernetes-admin@k8s-133",
-            "  name: k8s-133",
+            "- name: k8s-133",
             "    server: https://10.0.0.1:6443",
             "    certificate-authority-data: Q0EgUEVNCg==",
             "    client-certificate-data: Q0VSVCBQRU0K",
@@ -366,24 +306,25 @@ mod tests {
     fn parse_round_trips_and_decodes() {
         let kc = sample();
         let parsed = Kubeconfig::parse(kc.to_yaml().unwrap().as_bytes()).unwrap();
-        assert_eq!(parsed, kc);
+        assert_eq!(as_json(&parsed), as_json(&kc));
         let creds = parsed.client_credentials().unwrap();
         assert_eq!(creds.len(), 1);
         assert_eq!(creds[0].user, "kubernetes-admin");
         assert_eq!(creds[0].certificate_pem, b"CERT PEM\n");
         assert_eq!(creds[0].key_pem.as_deref(), Some(&b"KEY PEM\n"[..]));
         assert_eq!(parsed.current_ca_pem().unwrap().unwrap(), b"CA PEM\n");
-        assert_eq!(
-            parsed.current_cluster().unwrap().cluster.server,
-            "https://10.0.0.1:6443"
-        );
+        assert_eq!(parsed.current_cluster().unwrap().name, "k8s-133");
+        assert_eq!(parsed.current_server(), Some("https://10.0.0.1:6443"));
         assert_eq!(parsed.current_user().unwrap().name, "kubernetes-admin");
     }
 
     #[test]
     fn parses_json_as_kubectl_does() {
         let json = serde_json::to_string(&sample()).unwrap();
-        assert_eq!(Kubeconfig::parse(json.as_bytes()).unwrap(), sample());
+        assert_eq!(
+            as_json(&Kubeconfig::parse(json.as_bytes()).unwrap()),
+            as_json(&sample())
+        );
     }
 
     #[test]
@@ -421,6 +362,7 @@ mod tests {
     #[test]
     fn debug_hides_credentials() {
         let debug = format!("{:?}", sample());
-        assert!(!debug.contains("S0VZIFBFTQo="));
+        assert!(!debug.contains("S0VZIFBFTQo="), "{debug}");
+        assert!(!debug.contains("KEY PEM"), "{debug}");
     }
 }

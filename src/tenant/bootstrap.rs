@@ -155,20 +155,21 @@ pub fn cluster_role_binding(binding: &Binding) -> ClusterRoleBinding {
 /// The `cluster-info` kubeconfig: one unnamed cluster with the CA and the
 /// endpoint, no users and no contexts, as kubeadm writes it.
 pub fn cluster_info_kubeconfig(ca_pem: &[u8], server: &str) -> Kubeconfig {
-    Kubeconfig {
+    Kubeconfig(kube::config::Kubeconfig {
         api_version: Some("v1".into()),
         clusters: vec![NamedCluster {
-            cluster: Cluster {
+            cluster: Some(Cluster {
                 certificate_authority_data: Some(base64::engine::general_purpose::STANDARD.encode(ca_pem)),
-                server: server.to_string(),
-            },
+                server: Some(server.to_string()),
+                ..Cluster::default()
+            }),
             name: String::new(),
+            ..NamedCluster::default()
         }],
-        contexts: Vec::new(),
         current_context: Some(String::new()),
         kind: Some("Config".into()),
-        users: Vec::new(),
-    }
+        ..kube::config::Kubeconfig::default()
+    })
 }
 
 /// The CA bundle a `cluster-info` ConfigMap hands to joining nodes, if it holds one.
@@ -285,8 +286,12 @@ mod tests {
         let raw = &cm.data.as_ref().expect("data")[CLUSTER_INFO_KEY];
         let parsed = Kubeconfig::parse(raw.as_bytes()).expect("a kubeconfig");
         assert_eq!(parsed.clusters.len(), 1);
-        assert_eq!(parsed.clusters[0].cluster.server, "https://10.0.0.7:6443");
-        assert!(parsed.users.is_empty(), "cluster-info is public: no credentials");
+        let cluster = parsed.clusters[0].cluster.as_ref().expect("a cluster");
+        assert_eq!(cluster.server.as_deref(), Some("https://10.0.0.7:6443"));
+        assert!(
+            parsed.auth_infos.is_empty(),
+            "cluster-info is public: no credentials"
+        );
         let role = &objects.cluster_info_role;
         let rule = &role.rules.as_ref().expect("rules")[0];
         assert_eq!(rule.verbs, ["get"]);
