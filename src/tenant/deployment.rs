@@ -32,8 +32,6 @@ const CONTROLLER_MANAGER_PORT: i32 = 10257;
 const SCHEDULER_PORT: i32 = 10259;
 const KONNECTIVITY_ADMIN_PORT: i32 = 8133;
 const KONNECTIVITY_HEALTH_PORT: i32 = 8134;
-const KONNECTIVITY_IMAGE: &str = "registry.k8s.io/kas-network-proxy/proxy-server";
-const KONNECTIVITY_VERSION: &str = "v0.34.0";
 
 /// The rows that apply to a tenant, with or without the konnectivity addon (the
 /// control plane only runs on etcd DataStores, so the datastore row applies).
@@ -280,7 +278,16 @@ fn https_probe(path: &str, port: i32, failure_threshold: i32) -> Probe {
 }
 
 fn image(component: &str, spec: &TenantControlPlaneSpec) -> String {
-    format!("registry.k8s.io/{component}:{}", spec.kubernetes.version)
+    // Kamaji accepts versions without the `v` that image tags carry.
+    format!("registry.k8s.io/{component}:{}", spec.kubernetes.image_tag())
+}
+
+/// The service CIDR (Kamaji's `serviceCidrs` when `serviceCidr` is empty).
+fn service_cidr(spec: &TenantControlPlaneSpec) -> String {
+    spec.network_profile
+        .service_cidr()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn flags(pairs: &[(&str, String)]) -> Vec<String> {
@@ -309,7 +316,8 @@ fn api_server(
             .cloned(),
     );
     let mut args = vec![("allow-privileged", "true".to_string())];
-    if let Some(address) = network.address.as_deref().filter(|a| !a.is_empty()) {
+    // Only an IP can be advertised; a host name address is a SAN and the endpoint.
+    if let Some(address) = network.advertise_address() {
         args.push(("advertise-address", address.to_string()));
     }
     args.extend([
@@ -354,7 +362,7 @@ fn api_server(
             format!("{}s", tokens.max_expiration.as_secs()),
         ),
         ("service-account-signing-key-file", pki("sa.key")),
-        ("service-cluster-ip-range", network.service_cidr.clone()),
+        ("service-cluster-ip-range", service_cidr(spec)),
         ("tls-cert-file", pki("apiserver.crt")),
         ("tls-private-key-file", pki("apiserver.key")),
     ]);
@@ -380,13 +388,15 @@ fn api_server(
 fn controller_manager(tenant: &TenantRef, spec: &TenantControlPlaneSpec) -> Container {
     let kubeconfig = format!("{KUBECONFIG_DIR}/controller-manager.conf");
     let network = &spec.network_profile;
-    let args = [
-        ("allocate-node-cidrs", "true".to_string()),
+    // Without a pod CIDR (Kamaji's `podCidr: ""`) the controller-manager allocates none.
+    let pod_cidr = network.pod_cidr();
+    let mut args = vec![("allocate-node-cidrs", pod_cidr.is_some().to_string())];
+    args.extend(pod_cidr.map(|cidr| ("cluster-cidr", cidr.to_string())));
+    args.extend([
         ("authentication-kubeconfig", kubeconfig.clone()),
         ("authorization-kubeconfig", kubeconfig.clone()),
         ("bind-address", "0.0.0.0".to_string()),
         ("client-ca-file", pki("ca.crt")),
-        ("cluster-cidr", network.pod_cidr.clone()),
         ("cluster-name", tenant.name.clone()),
         // These sign the kubelet client certificates requested inside the tenant.
         ("cluster-signing-cert-file", pki("ca.crt")),
@@ -397,9 +407,9 @@ fn controller_manager(tenant: &TenantRef, spec: &TenantControlPlaneSpec) -> Cont
         ("requestheader-client-ca-file", pki("front-proxy-ca.crt")),
         ("root-ca-file", pki("ca.crt")),
         ("service-account-private-key-file", pki("sa.key")),
-        ("service-cluster-ip-range", network.service_cidr.clone()),
+        ("service-cluster-ip-range", service_cidr(spec)),
         ("use-service-account-credentials", "true".to_string()),
-    ];
+    ]);
     Container {
         name: "kube-controller-manager".into(),
         image: Some(image("kube-controller-manager", spec)),
@@ -439,11 +449,7 @@ fn konnectivity_server(
     addon: &crate::api::tenant_control_plane::Konnectivity,
 ) -> Container {
     let kubeconfig = format!("{KUBECONFIG_DIR}/konnectivity-server.conf");
-    let image = format!(
-        "{}:{}",
-        addon.server.image.as_deref().unwrap_or(KONNECTIVITY_IMAGE),
-        addon.server.version.as_deref().unwrap_or(KONNECTIVITY_VERSION)
-    );
+    let image = spec.konnectivity_server_image().unwrap_or_default();
     let args = [
         ("admin-port", KONNECTIVITY_ADMIN_PORT.to_string()),
         ("agent-namespace", "kube-system".to_string()),

@@ -199,7 +199,11 @@ fn tenant_inputs(
         address: spec.network_profile.address.clone().filter(|a| !a.is_empty()),
         port: u16::try_from(spec.network_profile.port).unwrap_or(6443),
         cert_sans: spec.network_profile.cert_sans.clone(),
-        service_cidr: spec.network_profile.service_cidr.clone(),
+        service_cidr: spec
+            .network_profile
+            .service_cidr()
+            .unwrap_or_default()
+            .to_string(),
         cluster_domain: spec.network_profile.cluster_domain.clone(),
         control_plane_endpoint: endpoint.to_string(),
         konnectivity: spec.konnectivity().is_some(),

@@ -122,6 +122,8 @@ async fn read(client: &Client, content: &ContentRef) -> Result<Vec<u8>, String> 
         .secret_reference
         .as_ref()
         .ok_or("neither content nor secretReference is set")?;
+    // Kamaji's schema allows a reference without a namespace; it cannot be followed.
+    reference.validate().map_err(|e| e.to_string())?;
     let api: Api<Secret> = Api::namespaced(client.clone(), &reference.namespace);
     let secret = api
         .get_opt(&reference.name)
