@@ -278,6 +278,8 @@ fn helm_lint_and_template_are_clean() {
             "manager.datastore=default",
             "--set",
             "manager.watchNamespace=tenants",
+            "--set",
+            "manager.serviceAccountKeyGracePeriod=1h",
         ],
     );
     let optional_args = object(&with_optional, "Deployment", None)["spec"]["template"]["spec"]["containers"]

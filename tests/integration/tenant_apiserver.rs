@@ -169,3 +169,81 @@ async fn tenant_apiserver_runs_on_the_operators_secrets_and_follows_rotations() 
     );
     println!("whole run: {:?}", started.elapsed());
 }
+
+/// `kubectl auth whoami` with a bearer token against the tenant: the user name, or
+/// the error kubectl printed.
+fn token_user(env: &TenantEnv, kubeconfig: &std::path::Path, token: &str) -> Result<String, String> {
+    let out = env.kubectl(kubeconfig, &["--token", token, "auth", "whoami", "-o", "json"]);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    Ok(json["status"]["userInfo"]["username"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+#[tokio::test]
+async fn tokens_signed_before_a_service_account_key_rotation_verify_until_the_grace_period_ends() {
+    const ROBOT: &str = "system:serviceaccount:default:robot";
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "sa-rotation").await;
+    // A short grace period, so the test sees the previous key retired.
+    let env = TenantEnv::start_with(&client, &ns.name, &["--service-account-key-grace-period", "40s"]).await;
+    let tenant = env.create_tenant("tokens");
+    env.wait_status(&client, &tenant, KubernetesVersionStatus::Ready)
+        .await;
+    let plane = env.start_control_plane(&client, &tenant, false).await;
+    let super_admin = env.kubeconfig(&client, &tenant, "super-admin.conf").await;
+    env.kubectl_ok(
+        &super_admin,
+        &["create", "serviceaccount", "robot", "-n", "default"],
+    );
+    let mint = || {
+        env.kubectl_ok(
+            &super_admin,
+            &["create", "token", "robot", "-n", "default", "--duration=1h"],
+        )
+        .trim()
+        .to_string()
+    };
+    let ca = env.secret_value(&client, &tenant, "ca", "ca.crt").await;
+    let bearer = env.anonymous_kubeconfig(&tenant, &ca);
+    let before = mint();
+    assert_eq!(token_user(&env, &bearer, &before).as_deref(), Ok(ROBOT));
+
+    // The rotation: a new key signs, the previous one still verifies.
+    let generation = env.deployment_generation(&client, &tenant).await;
+    crate::support::kubectl_ok(&[
+        "annotate",
+        "secret",
+        "-n",
+        &ns.name,
+        &tenant.secret("sa-certificate"),
+        "certs.kamaji.clastix.io/rotate=",
+    ]);
+    env.wait_rolled_out_after(&client, &tenant, generation).await;
+    drop(plane);
+    let plane = env.start_control_plane(&client, &tenant, false).await;
+    let after = mint();
+    assert_eq!(
+        token_user(&env, &bearer, &before).as_deref(),
+        Ok(ROBOT),
+        "a token signed before the rotation is accepted during the grace period"
+    );
+    assert_eq!(token_user(&env, &bearer, &after).as_deref(), Ok(ROBOT));
+
+    // After the grace period the previous key is retired, with a rollout of its own.
+    let generation = env.deployment_generation(&client, &tenant).await;
+    env.wait_rolled_out_after(&client, &tenant, generation).await;
+    drop(plane);
+    let _plane = env.start_control_plane(&client, &tenant, false).await;
+    let refused = token_user(&env, &bearer, &before).expect_err("the old token is refused");
+    assert!(refused.contains("Unauthorized"), "{refused}");
+    assert_eq!(
+        token_user(&env, &bearer, &after).as_deref(),
+        Ok(ROBOT),
+        "a token signed by the new key is accepted"
+    );
+}
