@@ -64,13 +64,13 @@ pub struct ManagerArgs {
     /// `0` rolls on every change).
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, help_heading = "Certificates")]
     pub rollout_batch_window: Duration,
-    /// The longest service-account token lifetime a tenant allows (kube-apiserver's
-    /// --service-account-max-token-expiration, 1h or more). After a key rotation the
+    /// The longest service-account token lifetime a tenant allows (1h or more; passed
+    /// to kube-apiserver as its flag of the same name). After a key rotation the
     /// previous public key keeps verifying this long, so no live token is refused.
     #[arg(long, default_value = "24h", value_parser = parse_token_lifetime, help_heading = "Certificates")]
     pub service_account_max_token_expiration: Duration,
     /// How long previous service-account public keys keep verifying after a key
-    /// rotation (default: --service-account-max-token-expiration; shorter refuses live tokens).
+    /// rotation (default: the max token lifetime above; shorter refuses live tokens).
     #[arg(long, value_parser = parse_positive_duration, help_heading = "Certificates")]
     pub service_account_key_grace_period: Option<Duration>,
     /// DataStore used by TenantControlPlanes that set no spec.dataStore.

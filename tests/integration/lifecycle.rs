@@ -367,7 +367,9 @@ async fn certificates_are_rotated_by_themselves_at_their_deadline_with_one_rollo
         assert!(*end > expiry[name], "{name} was not renewed");
     }
 
-    // Freeze the tenant before its next deadline, then count the rollouts of this batch.
+    // The batch's rollout (it starts once the batch has settled), then freeze the tenant
+    // before its next deadline, and count the rollouts of this batch.
+    wait_rolled_out(&client, &ns.name, tenant).await;
     kubectl_ok(&[
         "annotate",
         "tcp",
@@ -376,7 +378,6 @@ async fn certificates_are_rotated_by_themselves_at_their_deadline_with_one_rollo
         &ns.name,
         "kamaji.clastix.io/paused=true",
     ]);
-    wait_rolled_out(&client, &ns.name, tenant).await;
     let replica_sets_after = replica_sets(&client, &ns.name, tenant).await;
     assert_eq!(
         replica_sets_after.len(),
