@@ -61,6 +61,7 @@ show kubectl get secret -l kamaji.clastix.io/name=k8s-133
 show "$kamaji" certs check-expiration k8s-133 -n default
 
 step "rotating every x509 Secret"
+generation=$(kubectl get deployment k8s-133 -o jsonpath='{.metadata.generation}')
 # --overwrite: on a re-run the annotation already holds the previous rotation time.
 show kubectl annotate secret -l kamaji.clastix.io/certificate_lifecycle_controller=x509 certs.kamaji.clastix.io/rotate="" --overwrite
 for _ in $(seq 1 60); do
@@ -72,6 +73,12 @@ done
 echo '$ kubectl get secrets -l kamaji.clastix.io/certificate_lifecycle_controller=x509 -ojson | jq -r ...'
 kubectl get secrets -l kamaji.clastix.io/certificate_lifecycle_controller=x509 -ojson |
   jq -r '.items[] | "\(.metadata.name) rotated at \(.metadata.annotations["certs.kamaji.clastix.io/rotate"])"'
+# The Secrets are written at once; the control plane rolls once the batch has
+# settled (--rollout-batch-window): wait for that one rollout.
+for _ in $(seq 1 60); do
+  [[ "$(kubectl get deployment k8s-133 -o jsonpath='{.metadata.generation}')" -gt "$generation" ]] && break
+  sleep 0.5
+done
 kubectl rollout status deployment/k8s-133 --timeout=120s
 show kubectl get replicasets -l kamaji.clastix.io/name=k8s-133
 show kubectl get tcp
