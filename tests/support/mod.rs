@@ -413,15 +413,21 @@ pub async fn wait_material_rolled_out(client: &Client, ns: &str, tenant: &str) {
             let wanted = deployment::material_checksum(data.iter().map(|(s, d)| (*s, d)));
             let d = deployments.get(tenant).await.ok()?;
             let carried = deployment::deployed_checksum(&d)?;
-            let status = d.status?;
-            let want = d.spec.replicas.unwrap_or(1);
-            let done = carried == wanted
-                && status.observed_generation >= d.metadata.generation
-                && status.updated_replicas == Some(want)
-                && status.replicas == Some(want)
-                && status.ready_replicas == Some(want);
-            done.then_some(())
+            (carried == wanted && rolled_out(&d)).then_some(())
         },
     )
     .await;
+}
+
+/// Every replica of the Deployment runs its current template and is ready, and no
+/// old pod remains.
+pub fn rolled_out(d: &k8s_openapi::api::apps::v1::Deployment) -> bool {
+    let Some(status) = d.status.as_ref() else {
+        return false;
+    };
+    let want = d.spec.replicas.unwrap_or(1);
+    status.observed_generation >= d.metadata.generation
+        && status.updated_replicas == Some(want)
+        && status.replicas == Some(want)
+        && status.ready_replicas == Some(want)
 }

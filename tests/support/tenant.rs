@@ -302,14 +302,7 @@ impl TenantEnv {
             Duration::from_secs(150),
             || async {
                 let d = deployments.get(&tenant.name).await.ok()?;
-                let status = d.status?;
-                let want = d.spec.replicas.unwrap_or(1);
-                let done = d.metadata.generation > Some(generation)
-                    && status.observed_generation >= d.metadata.generation
-                    && status.updated_replicas == Some(want)
-                    && status.replicas == Some(want)
-                    && status.ready_replicas == Some(want);
-                done.then_some(())
+                (d.metadata.generation > Some(generation) && super::rolled_out(&d)).then_some(())
             },
         )
         .await;
