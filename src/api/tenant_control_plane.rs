@@ -200,7 +200,8 @@ pub struct KubernetesSpec {
     /// Kubernetes version of the control plane, e.g. `v1.37.2`.
     #[schemars(regex(pattern = r"^v[0-9]+\.[0-9]+\.[0-9]+$"))]
     pub version: String,
-    /// Kamaji's kubelet settings for joining nodes; kept, not acted on.
+    /// Kamaji's kubelet settings for joining nodes: `cgroupfs` and
+    /// `configurationJSONPatches` shape the tenant's `kube-system/kubelet-config`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserved_object")]
     pub kubelet: Option<Value>,
@@ -354,16 +355,31 @@ impl TenantControlPlaneSpec {
     /// does not act on, for the `FieldsNotActedOn` condition.
     pub fn fields_not_acted_on(&self) -> Vec<String> {
         let mut fields = Vec::new();
+        for (path, present) in [
+            ("spec.dataStoreOverrides", self.data_store_overrides.is_some()),
+            ("spec.writePermissions", self.write_permissions.is_some()),
+            ("spec.controlPlane.ingress", self.control_plane.ingress.is_some()),
+            ("spec.controlPlane.gateway", self.control_plane.gateway.is_some()),
+        ] {
+            if present {
+                fields.push(path.to_string());
+            }
+        }
+        // cgroupfs and configurationJSONPatches shape kube-system/kubelet-config;
+        // preferredAddressTypes is an API server flag, and any other key is Kamaji's.
+        if let Some(kubelet) = self.kubernetes.kubelet.as_ref().and_then(Value::as_object) {
+            fields.extend(
+                kubelet
+                    .keys()
+                    .filter(|k| !matches!(k.as_str(), "cgroupfs" | "configurationJSONPatches"))
+                    .map(|k| format!("spec.kubernetes.kubelet.{k}")),
+            );
+        }
         let mut optional = |path: &str, present: bool| {
             if present {
                 fields.push(path.to_string());
             }
         };
-        optional("spec.dataStoreOverrides", self.data_store_overrides.is_some());
-        optional("spec.writePermissions", self.write_permissions.is_some());
-        optional("spec.controlPlane.ingress", self.control_plane.ingress.is_some());
-        optional("spec.controlPlane.gateway", self.control_plane.gateway.is_some());
-        optional("spec.kubernetes.kubelet", self.kubernetes.kubelet.is_some());
         if let Some(addons) = &self.addons {
             optional("spec.addons.coreDNS", addons.core_dns.is_some());
             optional("spec.addons.kubeProxy", addons.kube_proxy.is_some());

@@ -3,8 +3,10 @@
 //! tenant's super-admin credentials (`super-admin.conf` of `<tcp>-admin-kubeconfig`)
 //! and ensure, with server-side apply, what kubeadm's init creates for the
 //! certificates to be usable ([`crate::tenant::bootstrap`]): the
-//! `kubeadm:cluster-admins` binding, the kubelet CSR bindings and an anonymous
-//! `kube-public/cluster-info` carrying the current tenant CA.
+//! `kubeadm:cluster-admins` and `kubeadm:apiserver-kubelet-client` bindings, the
+//! kubelet CSR bindings and an anonymous `kube-public/cluster-info` carrying the
+//! current tenant CA; and what `kubeadm join` reads ([`crate::tenant::kubeadm_config`]):
+//! `kube-system/kubeadm-config`, `kube-system/kubelet-config` and their RBAC.
 //!
 //! A controller of its own over TenantControlPlanes, so a slow or unreachable
 //! tenant never holds up the management-side reconcile or another tenant: every
@@ -44,6 +46,7 @@ use crate::{
     pki::Authority,
     tenant::{
         bootstrap::{self, CLUSTER_INFO, PUBLIC_NAMESPACE, TenantObjects},
+        kubeadm_config::{self, JoinInputs, JoinObjects, KubeadmConfigError, SYSTEM_NAMESPACE},
         meta::{TenantRef, suffix},
         status::set_condition,
     },
@@ -107,6 +110,9 @@ pub enum TenantError {
         #[source]
         source: kube::Error,
     },
+    /// What `kubeadm join` reads cannot be built from the TenantControlPlane.
+    #[error("kube-system/kubeadm-config and kubelet-config not applied: {0}")]
+    JoinConfiguration(#[from] KubeadmConfigError),
     /// A call to the management cluster failed.
     #[error(transparent)]
     Management(#[from] Error),
@@ -123,6 +129,7 @@ impl TenantError {
             TenantError::MaterialUnusable { .. } => "CredentialsUnusable",
             TenantError::Unreachable { .. } | TenantError::Timeout(_) => "Unreachable",
             TenantError::Apply { .. } => "ApplyFailed",
+            TenantError::JoinConfiguration(_) => "InvalidJoinConfiguration",
             TenantError::Management(_) => "ManagementApiError",
         }
     }
@@ -227,7 +234,7 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, state: Arc<State>) -> Result<Ac
         return Ok(Action::await_change());
     };
     let server = format!("https://{endpoint}");
-    let outcome = match tokio::time::timeout(PASS_TIMEOUT, ensure(ctx, &tcp, &tenant, &server)).await {
+    let outcome = match tokio::time::timeout(PASS_TIMEOUT, ensure(ctx, &tcp, &tenant, &endpoint)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(TenantError::Timeout(PASS_TIMEOUT)),
     };
@@ -242,7 +249,7 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, state: Arc<State>) -> Result<Ac
                 "Applied",
                 format!(
                     "{ensured} objects ensured at {server}: kubeadm:cluster-admins, kubelet CSR bindings, \
-                     kube-public/cluster-info"
+                     kube-public/cluster-info, kube-system/kubeadm-config and kubelet-config"
                 ),
             )
             .await?;
@@ -268,13 +275,15 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, state: Arc<State>) -> Result<Ac
     }
 }
 
-/// One pass: credentials and CA from the management cluster, then every object in the tenant.
+/// One pass: credentials and CA from the management cluster, then every object in
+/// the tenant. `endpoint` is `status.controlPlaneEndpoint` (`host:port`).
 async fn ensure(
     ctx: &Context,
     tcp: &TenantControlPlane,
     tenant: &TenantRef,
-    server: &str,
+    endpoint: &str,
 ) -> Result<usize, TenantError> {
+    let server = &format!("https://{endpoint}");
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &tenant.namespace);
     let admin_secret = tenant.object_name("admin-kubeconfig");
     let super_admin = secret_key(&secrets, &admin_secret, SUPER_ADMIN_KEY).await?;
@@ -325,11 +334,23 @@ async fn ensure(
         )
         .await;
     }
+    // Built before anything is applied, reported after the rest is in place: a bad
+    // kubelet patch must not hold up admin.conf's binding or cluster-info.
+    let join = kubeadm_config::desired(
+        tcp,
+        &JoinInputs {
+            endpoint,
+            certificate_validity: ctx.settings.certificate_validity,
+            key_algorithm: ctx.settings.key_algorithm,
+        },
+    );
     let ensured = apply_all(&client, &objects).await?;
     if ca_changed {
         info!(tenant = %tenant.name, namespace = %tenant.namespace, ca_serial = ca.serial(), "cluster-info now carries the new CA");
     }
-    Ok(ensured)
+    let join = join?;
+    apply_join(&client, &join).await?;
+    Ok(ensured + join.len())
 }
 
 /// What a human has to do for nodes that joined before a CA rotation.
@@ -432,6 +453,30 @@ async fn apply_all(client: &Client, objects: &TenantObjects) -> Result<usize, Te
     )
     .await?;
     Ok(objects.len())
+}
+
+/// What `kubeadm join` reads, in `kube-system`.
+async fn apply_join(client: &Client, objects: &JoinObjects) -> Result<(), TenantError> {
+    let ns = SYSTEM_NAMESPACE;
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &objects.kubeadm_config,
+        "configmap",
+    )
+    .await?;
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &objects.kubelet_config,
+        "configmap",
+    )
+    .await?;
+    for role in &objects.roles {
+        apply(Api::namespaced(client.clone(), ns), role, "role").await?;
+    }
+    for binding in &objects.role_bindings {
+        apply(Api::namespaced(client.clone(), ns), binding, "rolebinding").await?;
+    }
+    Ok(())
 }
 
 async fn apply<K>(api: Api<K>, object: &K, kind: &str) -> Result<(), TenantError>

@@ -5,6 +5,7 @@
 pub mod bootstrap;
 pub mod certificates;
 pub mod deployment;
+pub mod kubeadm_config;
 pub mod meta;
 pub mod service;
 pub mod status;
