@@ -494,3 +494,270 @@ async fn kubelet_csrs_are_auto_approved_and_cluster_info_follows_the_ca() {
         "{note}"
     );
 }
+
+/// The CERTIFICATE blocks of a PEM file that may also hold a key (kubelet-client-current.pem).
+fn certificates_only(pem: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(pem);
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line == "-----BEGIN CERTIFICATE-----" {
+            inside = true;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if line == "-----END CERTIFICATE-----" {
+            inside = false;
+        }
+    }
+    out.into_bytes()
+}
+
+/// The CSRs of the tenant as (spec.username, Approved reason, has a certificate).
+fn csrs(env: &TenantEnv, super_admin: &std::path::Path) -> Vec<(String, String, bool)> {
+    let out = env.kubectl_ok(super_admin, &["get", "csr", "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("CSR list JSON");
+    json["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|csr| {
+            let approved = csr["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Approved")
+                .and_then(|c| c["reason"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            (
+                csr["spec"]["username"].as_str().unwrap_or_default().to_string(),
+                approved,
+                csr["status"]["certificate"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty()),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_node_joins_with_kubeadm_join_and_rotates_its_client_certificate() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "tenant-join").await;
+    let env = TenantEnv::start(&client, &ns.name).await;
+    let tenant = env.create_tenant("join");
+    // Kamaji's kubelet settings: the cgroup driver, and a patch as Kamaji users write them.
+    kubectl_ok(&[
+        "patch",
+        "tcp",
+        &tenant.name,
+        "-n",
+        &ns.name,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"kubernetes":{"kubelet":{"cgroupfs":"cgroupfs","configurationJSONPatches":[
+            {"op":"add","path":"/featureGates","value":{"KubeletEnsureSecretPulledImages":false}},
+            {"op":"add","path":"/failCgroupV1","value":false},
+            {"op":"remove","path":"/crashLoopBackOff"}]}}}}"#,
+    ]);
+    env.wait_status(&client, &tenant, KubernetesVersionStatus::Ready)
+        .await;
+    let plane = env.start_control_plane(&client, &tenant, true).await;
+    wait_condition(
+        &env,
+        &client,
+        &tenant,
+        "True",
+        "Applied",
+        Duration::from_secs(120),
+    )
+    .await;
+
+    // What kubeadm join reads, as the operator applied it.
+    let admin = env.kubeconfig(&client, &tenant, "admin.conf").await;
+    let kubelet_config = env.kubectl_ok(
+        &admin,
+        &[
+            "get",
+            "configmap",
+            "-n",
+            "kube-system",
+            "kubelet-config",
+            "-o",
+            "jsonpath={.data.kubelet}",
+        ],
+    );
+    assert!(
+        kubelet_config.contains("cgroupDriver: cgroupfs"),
+        "{kubelet_config}"
+    );
+    let kubeadm_config = env.kubectl_ok(
+        &admin,
+        &[
+            "get",
+            "configmap",
+            "-n",
+            "kube-system",
+            "kubeadm-config",
+            "-o",
+            "jsonpath={.data.ClusterConfiguration}",
+        ],
+    );
+    assert!(
+        kubeadm_config.contains(&format!("controlPlaneEndpoint: 127.0.0.1:{}", tenant.port)),
+        "{kubeadm_config}"
+    );
+
+    // The join command a user gets with the tenant's admin kubeconfig.
+    let kubeadm = crate::support::built("kubeadm");
+    let bootstrap = crate::support::built("kubelet-bootstrap");
+    let kubelet = crate::support::built("kubelet");
+    let out = std::process::Command::new(&kubeadm)
+        .args(["token", "create", "--print-join-command", "--kubeconfig"])
+        .arg(&admin)
+        .output()
+        .expect("running kubeadm token create");
+    assert!(
+        out.status.success(),
+        "kubeadm token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let command = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let words: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(words.get(..2), Some(&["kubeadm", "join"][..]), "{command}");
+    // Everything listens on 127.0.0.1: the command must aim there, nowhere else.
+    assert_eq!(
+        words.get(2).copied(),
+        Some(format!("127.0.0.1:{}", tenant.port).as_str()),
+        "{command}"
+    );
+
+    let node = "worker-join-0";
+    let root = env.dir().join("node");
+    std::fs::create_dir_all(&root).expect("node root");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/node-join.sh");
+    let mut args: Vec<String> = vec![
+        root.display().to_string(),
+        node.into(),
+        kubeadm.display().to_string(),
+        bootstrap.display().to_string(),
+        "--".into(),
+    ];
+    args.extend(words[2..].iter().map(|w| w.to_string()));
+    args.extend(
+        [
+            // The kubelet's part is tests/cluster/cmd/kubelet-bootstrap, with no container
+            // runtime: the runtime checks are ignored, ip_forward (a sysctl of the
+            // machine, not the test's to change), and SystemVerification, which on this
+            // cgroup v1 machine kubeadm wants skipped explicitly beside failCgroupV1: false
+            // (the tenant's patch above). Every other check runs, the kubelet version
+            // one against the kubelet built from the pinned module.
+            "--ignore-preflight-errors=CRI,ContainerRuntimeVersion,FileContent--proc-sys-net-ipv4-ip_forward,\
+             SystemVerification",
+            "--cri-socket=unix:///var/run/containerd/containerd.sock",
+            // Waits on the kubelet's /healthz, which only a real kubelet serves; the test
+            // checks what it checks next (kubelet.conf works) itself.
+            "--skip-phases=kubelet-wait-bootstrap",
+            "--v=1",
+        ]
+        .map(String::from),
+    );
+    let started = std::time::Instant::now();
+    let joined = tokio::task::spawn_blocking(move || {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![kubelet.parent().expect("the bin directory").to_path_buf()];
+        dirs.extend(std::env::split_paths(&path));
+        std::process::Command::new(script)
+            .args(&args)
+            .env("PATH", std::env::join_paths(dirs).expect("PATH"))
+            .output()
+            .expect("running node-join.sh")
+    })
+    .await
+    .expect("node-join.sh");
+    let log = std::fs::read_to_string(root.join("kubeadm-join.log")).unwrap_or_default();
+    let bootstrap_log = std::fs::read_to_string(root.join("kubelet-bootstrap.log")).unwrap_or_default();
+    assert!(
+        joined.status.success(),
+        "node-join.sh failed ({}): {}\n--- kubeadm join ---\n{log}\n--- kubelet-bootstrap ---\n{bootstrap_log}\n{}",
+        joined.status,
+        String::from_utf8_lossy(&joined.stderr),
+        plane.logs()
+    );
+    println!("kubeadm join and the TLS bootstrap took {:?}", started.elapsed());
+    println!("--- kubeadm join ---\n{log}");
+    // Discovery with the token, the control plane's configuration read (and valid
+    // under kubeadm's strict decoding), the kubelet configured from the tenant's.
+    for expected in [
+        "Reading configuration from the \"kubeadm-config\" ConfigMap",
+        "This node has joined the cluster",
+    ] {
+        assert!(log.contains(expected), "no {expected:?} in:\n{log}");
+    }
+    for unwanted in ["strict decoding error", "unknown field"] {
+        assert!(!log.contains(unwanted), "{unwanted:?} in:\n{log}");
+    }
+    let node_config =
+        std::fs::read_to_string(root.join("var-lib-kubelet/config.yaml")).expect("kubeadm wrote config.yaml");
+    assert!(node_config.contains("cgroupDriver: cgroupfs"), "{node_config}");
+    assert!(
+        node_config.contains("KubeletEnsureSecretPulledImages: false"),
+        "{node_config}"
+    );
+    assert!(node_config.contains("rotateCertificates: true"), "{node_config}");
+    assert!(node_config.contains("failCgroupV1: false"), "{node_config}");
+
+    // The kubelet's side: bootstrapped, registered, rotated, all signed by the tenant.
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("kubelet-bootstrap.json")).expect("kubelet-bootstrap output"),
+    )
+    .unwrap_or_else(|e| panic!("kubelet-bootstrap printed no JSON ({e}):\n{bootstrap_log}"));
+    let user = format!("system:node:{node}");
+    assert_eq!(report["user"], user.as_str(), "{report}");
+    assert!(
+        report["groups"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g == "system:nodes")),
+        "{report}"
+    );
+    assert_eq!(report["rotatedUser"], user.as_str(), "{report}");
+    assert_ne!(report["rotatedSerial"], report["bootstrapSerial"], "{report}");
+    let super_admin = env.kubeconfig(&client, &tenant, "super-admin.conf").await;
+    let nodes = env.kubectl_ok(&super_admin, &["get", "nodes", "-o", "name"]);
+    assert!(nodes.lines().any(|l| l == format!("node/{node}")), "{nodes}");
+
+    // Two CSRs, both approved by the tenant itself: the bootstrap token's
+    // (nodeclient) and the node's own renewal (selfnodeclient).
+    let requests = csrs(&env, &super_admin);
+    assert!(
+        requests
+            .iter()
+            .any(|(u, reason, signed)| u.starts_with("system:bootstrap:")
+                && reason == "AutoApproved"
+                && *signed),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|(u, reason, signed)| *u == user && reason == "AutoApproved" && *signed),
+        "{requests:?}"
+    );
+    let ca = env.secret_value(&client, &tenant, "ca", "ca.crt").await;
+    // kubelet-client-current.pem links to /var/lib/kubelet/pki/kubelet-client-<time>.pem,
+    // a path inside the node's mount namespace: follow it under the test's directory.
+    let pki = root.join("var-lib-kubelet/pki");
+    let link =
+        std::fs::read_link(pki.join("kubelet-client-current.pem")).expect("the current certificate link");
+    let current =
+        std::fs::read(pki.join(link.file_name().expect("a file name"))).expect("the node's certificate");
+    assert_chain(
+        env.dir(),
+        &ca,
+        &certificates_only(&current),
+        "the node's rotated client certificate",
+    );
+}

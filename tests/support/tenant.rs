@@ -473,8 +473,9 @@ impl TenantEnv {
                 &[
                     ("bind-address", "127.0.0.1".into()),
                     ("secure-port", free_port().to_string()),
-                    // The controllers under test: kubelet CSR approval and signing.
-                    ("controllers", "csrapproving,csrsigning".into()),
+                    // The controllers under test: kubelet CSR approval and signing, and the
+                    // bootstrap signer that signs cluster-info for `kubeadm join`'s discovery.
+                    ("controllers", "csrapproving,csrsigning,bootstrapsigner".into()),
                     // A restarted manager must not wait for its predecessor's lease.
                     ("leader-elect", "false".into()),
                 ],
