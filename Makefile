@@ -12,7 +12,7 @@ build: ## Build the kamaji binary
 	cargo build --release --bin kamaji
 
 .PHONY: cluster-build
-cluster-build: ## Build what the tests use: cluster, kubeadm, helm (cached; cold: many minutes)
+cluster-build: ## Build what the tests use: cluster, kubeadm, kubelet, helm (cached; cold: many minutes)
 	$(CLUSTER)/build.sh test >/dev/null
 
 .PHONY: cluster-up

@@ -6,10 +6,10 @@
 #
 #   cluster  what up.sh runs, and all `make demo` needs: etcd, kube-apiserver,
 #            kube-controller-manager, kube-scheduler, kubectl, kwok
-#   node     the node side of the tests: kubeadm, kubelet-bootstrap (a kubelet's
-#            TLS bootstrap, tests/cluster/cmd/kubelet-bootstrap)
+#   node     the node side of the tests: kubeadm, the kubelet, and
+#            kubelet-bootstrap (tests/cluster/cmd/kubelet-bootstrap: the kubelet's
+#            TLS bootstrap and certificate rotation, without a container runtime)
 #   test     everything `make test` uses: cluster, node and helm
-#   kubelet  the real kubelet (only on request: it needs a container runtime)
 #   BINARY   one binary of the tables below, by name
 #
 # promtool is not built: it is the Debian package `prometheus` (.ci/run installs it).
@@ -68,7 +68,7 @@ targets=(
   "kubectl|k8s.io/kubernetes/cmd/kubectl|k8s|go.mod|cluster"
   "kubeadm|k8s.io/kubernetes/cmd/kubeadm|k8s|node|node"
   "kubelet-bootstrap|./cmd/kubelet-bootstrap|k8s|node|node"
-  "kubelet|k8s.io/kubernetes/cmd/kubelet|k8s|node|kubelet"
+  "kubelet|k8s.io/kubernetes/cmd/kubelet|k8s|node|node"
 )
 # Tools whose go.mod is free of replace directives install by version, pinned
 # in versions.env and checked against the checksum database.
@@ -95,12 +95,12 @@ requested=("$@")
 ((${#requested[@]})) || requested=(test)
 for arg in "${requested[@]}"; do
   known=0
-  case $arg in cluster | node | test | kubelet | all) known=1 ;; esac
+  case $arg in cluster | node | test | all) known=1 ;; esac
   for row in "${targets[@]}" "${tools[@]}"; do
     [[ "${row%%|*}" == "$arg" ]] && known=1
   done
   if ((!known)); then
-    log "unknown set or binary: $arg (sets: cluster node test kubelet all)"
+    log "unknown set or binary: $arg (sets: cluster node test all)"
     exit 2
   fi
 done
