@@ -291,7 +291,7 @@ pub struct Addons {
     /// The konnectivity server beside the API server (and its agent in the tenant).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub konnectivity: Option<Konnectivity>,
-    /// Kamaji's CoreDNS addon; kept, not acted on.
+    /// Kamaji's CoreDNS addon, installed in the tenant as kubeadm's addon phase does.
     #[serde(default, rename = "coreDNS", skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserved_object")]
     pub core_dns: Option<Value>,
@@ -381,7 +381,6 @@ impl TenantControlPlaneSpec {
             }
         };
         if let Some(addons) = &self.addons {
-            optional("spec.addons.coreDNS", addons.core_dns.is_some());
             optional("spec.addons.kubeProxy", addons.kube_proxy.is_some());
             if let Some(konnectivity) = &addons.konnectivity {
                 optional("spec.addons.konnectivity.agent", konnectivity.agent.is_some());

@@ -23,7 +23,11 @@ use std::{
 
 use futures::StreamExt;
 use k8s_openapi::{
-    api::core::v1::{ConfigMap, Secret},
+    api::{
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+        rbac::v1::{ClusterRole, ClusterRoleBinding},
+    },
     apimachinery::pkg::apis::meta::v1::Condition,
 };
 use kube::{
@@ -45,6 +49,7 @@ use crate::{
     controllers::{Context, Error},
     pki::Authority,
     tenant::{
+        addons::{self, COREDNS, CoreDns, KUBE_DNS, SYSTEM_COREDNS},
         bootstrap::{self, CLUSTER_INFO, PUBLIC_NAMESPACE, TenantObjects},
         kubeadm_config::{self, JoinInputs, JoinObjects, KubeadmConfigError, SYSTEM_NAMESPACE},
         meta::{TenantRef, suffix},
@@ -350,7 +355,8 @@ async fn ensure(
     }
     let join = join?;
     apply_join(&client, &join).await?;
-    Ok(ensured + join.len())
+    let addons = ensure_core_dns(&client, addons::core_dns(tcp)?).await?;
+    Ok(ensured + join.len() + addons)
 }
 
 /// What a human has to do for nodes that joined before a CA rotation.
@@ -453,6 +459,65 @@ async fn apply_all(client: &Client, objects: &TenantObjects) -> Result<usize, Te
     )
     .await?;
     Ok(objects.len())
+}
+
+/// The CoreDNS addon applied when `spec.addons.coreDNS` asks for it, else removed
+/// (only objects carrying our managed-by label: a CoreDNS someone else installed
+/// stays). Returns how many objects were applied.
+async fn ensure_core_dns(client: &Client, wanted: Option<CoreDns>) -> Result<usize, TenantError> {
+    let ns = SYSTEM_NAMESPACE;
+    let Some(dns) = wanted else {
+        remove_ours::<Deployment>(Api::namespaced(client.clone(), ns), COREDNS, "deployment").await?;
+        remove_ours::<Service>(Api::namespaced(client.clone(), ns), KUBE_DNS, "service").await?;
+        remove_ours::<ConfigMap>(Api::namespaced(client.clone(), ns), COREDNS, "configmap").await?;
+        remove_ours::<ClusterRoleBinding>(Api::all(client.clone()), SYSTEM_COREDNS, "clusterrolebinding")
+            .await?;
+        remove_ours::<ClusterRole>(Api::all(client.clone()), SYSTEM_COREDNS, "clusterrole").await?;
+        remove_ours::<ServiceAccount>(Api::namespaced(client.clone(), ns), COREDNS, "serviceaccount").await?;
+        return Ok(0);
+    };
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &dns.service_account,
+        "serviceaccount",
+    )
+    .await?;
+    apply(Api::all(client.clone()), &dns.cluster_role, "clusterrole").await?;
+    apply(
+        Api::all(client.clone()),
+        &dns.cluster_role_binding,
+        "clusterrolebinding",
+    )
+    .await?;
+    apply(Api::namespaced(client.clone(), ns), &dns.config_map, "configmap").await?;
+    apply(Api::namespaced(client.clone(), ns), &dns.service, "service").await?;
+    apply(Api::namespaced(client.clone(), ns), &dns.deployment, "deployment").await?;
+    Ok(CoreDns::LEN)
+}
+
+/// Deletes `name` if it is there and carries our managed-by label.
+async fn remove_ours<K>(api: Api<K>, name: &str, kind: &str) -> Result<(), TenantError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let object = |source| TenantError::Apply {
+        object: match api.namespace() {
+            Some(ns) => format!("{kind} {ns}/{name}"),
+            None => format!("{kind} {name}"),
+        },
+        source,
+    };
+    let Some(found) = api.get_opt(name).await.map_err(object)? else {
+        return Ok(());
+    };
+    if !addons::managed_by_us(found.meta()) {
+        return Ok(());
+    }
+    match api.delete(name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(object(source)),
+    }
 }
 
 /// What `kubeadm join` reads, in `kube-system`.

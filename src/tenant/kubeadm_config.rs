@@ -69,6 +69,9 @@ pub enum KubeadmConfigError {
     /// `spec.networkProfile.serviceCidr` has no tenth address for the cluster DNS.
     #[error("spec.networkProfile.serviceCidr {0:?} is not a CIDR with a tenth address for the cluster DNS")]
     ServiceCidr(String),
+    /// An addon of `spec.addons` does not have Kamaji's shape.
+    #[error("{0}")]
+    InvalidAddon(String),
     /// A document could not be written as YAML.
     #[error("cannot encode {0} as YAML")]
     Encode(&'static str),

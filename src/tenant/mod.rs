@@ -2,6 +2,7 @@
 //! the management cluster, computed from the TenantControlPlane and what is
 //! already stored. Nothing here holds a client; the controllers apply it.
 
+pub mod addons;
 pub mod bootstrap;
 pub mod certificates;
 pub mod deployment;

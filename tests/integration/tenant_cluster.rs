@@ -969,3 +969,185 @@ async fn a_real_kubelet_joins_with_kubeadm_join_and_rotates_its_client_certifica
     );
     assert_bootstrap_and_renewal_csrs(&env, &super_admin, node);
 }
+
+/// The object of `kind` named `name` in a list of JSON objects.
+fn find<'a>(objects: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in {objects:#?}"))
+}
+
+#[test]
+fn coredns_objects_equal_what_kubeadm_renders_for_the_same_inputs() {
+    // kubeadm's own addon phase as the oracle, for a tenant with a service CIDR and
+    // cluster domain of its own (the advertise address is a documentation one:
+    // nothing is contacted with --print-manifest).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = crate::support::tenant::write(
+        dir.path(),
+        "kubeadm.yaml",
+        b"apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  \
+          advertiseAddress: 192.0.2.10\n  bindPort: 6443\nnodeRegistration:\n  name: oracle\n---\n\
+          apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.37.2\n\
+          networking:\n  dnsDomain: tenant.local\n  podSubnet: 10.244.0.0/16\n  serviceSubnet: 10.0.0.0/24\n",
+    );
+    let out = std::process::Command::new(crate::support::built("kubeadm"))
+        .args([
+            "init",
+            "phase",
+            "addon",
+            "coredns",
+            "--print-manifest",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .expect("running kubeadm");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
+    let theirs: Vec<serde_json::Value> = rendered
+        .split("\n---")
+        .map(|doc| doc.trim_start_matches("---"))
+        .filter(|doc| !doc.trim().is_empty())
+        .map(|doc| {
+            let mut value: serde_json::Value = serde_saphyr::from_str(doc)
+                .unwrap_or_else(|e| panic!("kubeadm printed invalid YAML ({e}):\n{doc}"));
+            // kubeadm's update workaround, meaningless for server-side apply.
+            if let Some(meta) = value["metadata"].as_object_mut() {
+                meta.remove("resourceVersion");
+            }
+            value
+        })
+        .collect();
+    assert_eq!(theirs.len(), 6, "{rendered}");
+
+    let tcp: kamaji::api::TenantControlPlane = serde_saphyr::from_str(
+        "apiVersion: kamaji.clastix.io/v1alpha1\nkind: TenantControlPlane\nmetadata:\n  name: oracle\n  \
+         namespace: n\nspec:\n  controlPlane:\n    deployment:\n      replicas: 1\n    service:\n      \
+         serviceType: ClusterIP\n  kubernetes:\n    version: v1.37.2\n  networkProfile:\n    port: 6443\n    \
+         serviceCidr: 10.0.0.0/24\n    podCidr: 10.244.0.0/16\n    clusterDomain: tenant.local\n  addons:\n    \
+         coreDNS: {}\n",
+    )
+    .expect("a TenantControlPlane");
+    let dns = kamaji::tenant::addons::core_dns(&tcp)
+        .expect("builds")
+        .expect("enabled");
+    let ours = [
+        serde_json::to_value(&dns.service_account),
+        serde_json::to_value(&dns.cluster_role),
+        serde_json::to_value(&dns.cluster_role_binding),
+        serde_json::to_value(&dns.config_map),
+        serde_json::to_value(&dns.service),
+        serde_json::to_value(&dns.deployment),
+    ];
+    for object in ours {
+        let mut object = object.expect("JSON");
+        // Our one addition: the label by which the operator knows what it may remove.
+        let labels = &mut object["metadata"]["labels"];
+        let removed = labels
+            .as_object_mut()
+            .and_then(|l| l.remove(kamaji::tenant::bootstrap::MANAGED_BY.0));
+        assert_eq!(removed.as_ref().and_then(|v| v.as_str()), Some("kamaji-rs"));
+        if labels.as_object().is_some_and(|l| l.is_empty())
+            && let Some(meta) = object["metadata"].as_object_mut()
+        {
+            meta.remove("labels");
+        }
+        let kind = object["kind"].as_str().unwrap_or_default().to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(
+            &object,
+            find(&theirs, &kind, &name),
+            "{kind} {name} differs from kubeadm's"
+        );
+    }
+}
+
+#[tokio::test]
+async fn coredns_is_installed_in_the_tenant_and_removed_with_the_addon() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "tenant-dns").await;
+    let env = TenantEnv::start(&client, &ns.name).await;
+    let tenant = env.create_tenant("dns");
+    kubectl_ok(&[
+        "patch",
+        "tcp",
+        &tenant.name,
+        "-n",
+        &ns.name,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"addons":{"coreDNS":{}}}}"#,
+    ]);
+    env.wait_status(&client, &tenant, KubernetesVersionStatus::Ready)
+        .await;
+    let _plane = env.start_control_plane(&client, &tenant, false).await;
+    wait_condition(
+        &env,
+        &client,
+        &tenant,
+        "True",
+        "Applied",
+        Duration::from_secs(120),
+    )
+    .await;
+    let admin = env.kubeconfig(&client, &tenant, "admin.conf").await;
+    let ip = env.kubectl_ok(
+        &admin,
+        &[
+            "get",
+            "service",
+            "-n",
+            "kube-system",
+            "kube-dns",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    );
+    assert_eq!(ip, "10.96.0.10", "the tenth address of the default service CIDR");
+    let image = env.kubectl_ok(
+        &admin,
+        &[
+            "get",
+            "deployment",
+            "-n",
+            "kube-system",
+            "coredns",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    );
+    assert_eq!(image, "registry.k8s.io/coredns/coredns:v1.14.6");
+
+    // Removed from the spec: the operator removes what it installed.
+    kubectl_ok(&[
+        "patch",
+        "tcp",
+        &tenant.name,
+        "-n",
+        &ns.name,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/addons/coreDNS"}]"#,
+    ]);
+    eventually(
+        "CoreDNS removed from the tenant",
+        Duration::from_secs(120),
+        || async {
+            let gone = |args: &[&str]| {
+                let out = env.kubectl(&admin, args);
+                !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")
+            };
+            (gone(&["get", "deployment", "-n", "kube-system", "coredns"])
+                && gone(&["get", "service", "-n", "kube-system", "kube-dns"])
+                && gone(&["get", "clusterrole", "system:coredns"])
+                && gone(&["get", "serviceaccount", "-n", "kube-system", "coredns"]))
+            .then_some(())
+        },
+    )
+    .await;
+}
