@@ -295,7 +295,7 @@ pub struct Addons {
     #[serde(default, rename = "coreDNS", skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserved_object")]
     pub core_dns: Option<Value>,
-    /// Kamaji's kube-proxy addon; kept, not acted on.
+    /// Kamaji's kube-proxy addon, installed in the tenant as kubeadm's addon phase does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "preserved_object")]
     pub kube_proxy: Option<Value>,
@@ -375,16 +375,9 @@ impl TenantControlPlaneSpec {
                     .map(|k| format!("spec.kubernetes.kubelet.{k}")),
             );
         }
-        let mut optional = |path: &str, present: bool| {
-            if present {
-                fields.push(path.to_string());
-            }
-        };
-        if let Some(addons) = &self.addons {
-            optional("spec.addons.kubeProxy", addons.kube_proxy.is_some());
-            if let Some(konnectivity) = &addons.konnectivity {
-                optional("spec.addons.konnectivity.agent", konnectivity.agent.is_some());
-            }
+        // coreDNS and kubeProxy are installed in the tenant; the konnectivity agent not yet.
+        if self.konnectivity().is_some_and(|k| k.agent.is_some()) {
+            fields.push("spec.addons.konnectivity.agent".to_string());
         }
         let flattened = [
             (

@@ -24,9 +24,9 @@ use std::{
 use futures::StreamExt;
 use k8s_openapi::{
     api::{
-        apps::v1::Deployment,
+        apps::v1::{DaemonSet, Deployment},
         core::v1::{ConfigMap, Secret, Service, ServiceAccount},
-        rbac::v1::{ClusterRole, ClusterRoleBinding},
+        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
     },
     apimachinery::pkg::apis::meta::v1::Condition,
 };
@@ -49,7 +49,7 @@ use crate::{
     controllers::{Context, Error},
     pki::Authority,
     tenant::{
-        addons::{self, COREDNS, CoreDns, KUBE_DNS, SYSTEM_COREDNS},
+        addons::{self, COREDNS, CoreDns, KUBE_DNS, KUBE_PROXY, KubeProxy, NODE_PROXIER, SYSTEM_COREDNS},
         bootstrap::{self, CLUSTER_INFO, PUBLIC_NAMESPACE, TenantObjects},
         kubeadm_config::{self, JoinInputs, JoinObjects, KubeadmConfigError, SYSTEM_NAMESPACE},
         meta::{TenantRef, suffix},
@@ -355,8 +355,9 @@ async fn ensure(
     }
     let join = join?;
     apply_join(&client, &join).await?;
-    let addons = ensure_core_dns(&client, addons::core_dns(tcp)?).await?;
-    Ok(ensured + join.len() + addons)
+    let dns = ensure_core_dns(&client, addons::core_dns(tcp)?).await?;
+    let proxy = ensure_kube_proxy(&client, addons::kube_proxy(tcp, endpoint)?).await?;
+    Ok(ensured + join.len() + dns + proxy)
 }
 
 /// What a human has to do for nodes that joined before a CA rotation.
@@ -493,6 +494,55 @@ async fn ensure_core_dns(client: &Client, wanted: Option<CoreDns>) -> Result<usi
     apply(Api::namespaced(client.clone(), ns), &dns.service, "service").await?;
     apply(Api::namespaced(client.clone(), ns), &dns.deployment, "deployment").await?;
     Ok(CoreDns::LEN)
+}
+
+/// The kube-proxy addon applied when `spec.addons.kubeProxy` asks for it, else
+/// removed (only objects carrying our managed-by label). Returns how many were applied.
+async fn ensure_kube_proxy(client: &Client, wanted: Option<KubeProxy>) -> Result<usize, TenantError> {
+    let ns = SYSTEM_NAMESPACE;
+    let Some(proxy) = wanted else {
+        remove_ours::<DaemonSet>(Api::namespaced(client.clone(), ns), KUBE_PROXY, "daemonset").await?;
+        remove_ours::<ConfigMap>(Api::namespaced(client.clone(), ns), KUBE_PROXY, "configmap").await?;
+        remove_ours::<RoleBinding>(Api::namespaced(client.clone(), ns), KUBE_PROXY, "rolebinding").await?;
+        remove_ours::<Role>(Api::namespaced(client.clone(), ns), KUBE_PROXY, "role").await?;
+        remove_ours::<ClusterRoleBinding>(Api::all(client.clone()), NODE_PROXIER, "clusterrolebinding")
+            .await?;
+        remove_ours::<ServiceAccount>(Api::namespaced(client.clone(), ns), KUBE_PROXY, "serviceaccount")
+            .await?;
+        return Ok(0);
+    };
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &proxy.service_account,
+        "serviceaccount",
+    )
+    .await?;
+    apply(
+        Api::all(client.clone()),
+        &proxy.cluster_role_binding,
+        "clusterrolebinding",
+    )
+    .await?;
+    apply(Api::namespaced(client.clone(), ns), &proxy.role, "role").await?;
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &proxy.role_binding,
+        "rolebinding",
+    )
+    .await?;
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &proxy.config_map,
+        "configmap",
+    )
+    .await?;
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &proxy.daemon_set,
+        "daemonset",
+    )
+    .await?;
+    Ok(KubeProxy::LEN)
 }
 
 /// Deletes `name` if it is there and carries our managed-by label.

@@ -1,19 +1,25 @@
-//! The CoreDNS addon of `spec.addons.coreDNS`, as kubeadm's addon phase
-//! (cmd/kubeadm/app/phases/addons/dns) installs it for the tenant's version:
-//! the `coredns` Deployment and ConfigMap (the Corefile for the tenant's cluster
-//! domain), the `kube-dns` Service on the tenant's cluster DNS address, the
-//! `system:coredns` ClusterRole and binding, and the `coredns` ServiceAccount.
-//! The objects equal what `kubeadm init phase addon coredns --print-manifest`
-//! renders for the same inputs (tested with the pinned kubeadm), plus our
-//! managed-by label, by which the tenant-cluster controller knows what to remove
-//! when the addon leaves the spec.
+//! The addons of `spec.addons`, as kubeadm's addon phase
+//! (cmd/kubeadm/app/phases/addons/dns and proxy) installs them for the tenant's version:
+//!
+//! - CoreDNS (`coreDNS`): the `coredns` Deployment and ConfigMap (the Corefile for
+//!   the tenant's cluster domain), the `kube-dns` Service on the tenant's cluster DNS
+//!   address, the `system:coredns` ClusterRole and binding, the `coredns` ServiceAccount;
+//! - kube-proxy (`kubeProxy`): the `kube-proxy` DaemonSet, its ConfigMap (the
+//!   KubeProxyConfiguration with the tenant's pod CIDR, a kubeconfig aimed at the
+//!   tenant's endpoint), ServiceAccount, `kubeadm:node-proxier` binding, and the
+//!   Role that lets joining nodes read the ConfigMap.
+//!
+//! The objects equal what `kubeadm init phase addon coredns|kube-proxy
+//! --print-manifest` renders for the same inputs (tested with the pinned kubeadm),
+//! plus our managed-by label, by which the tenant-cluster controller knows what to
+//! remove when an addon leaves the spec.
 //!
 //! Pure: the tenant-cluster controller applies these inside the tenant.
 
 use k8s_openapi::api::{
-    apps::v1::Deployment,
+    apps::v1::{DaemonSet, Deployment},
     core::v1::{ConfigMap, Service, ServiceAccount},
-    rbac::v1::{ClusterRole, ClusterRoleBinding},
+    rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -21,7 +27,7 @@ use serde_json::{Value, json};
 use crate::{
     api::TenantControlPlane,
     tenant::{
-        bootstrap::MANAGED_BY,
+        bootstrap::{BOOTSTRAP_TOKEN_GROUP, MANAGED_BY},
         kubeadm_config::{KubeadmConfigError, SYSTEM_NAMESPACE, cluster_dns},
     },
 };
@@ -37,7 +43,16 @@ pub const KUBE_DNS: &str = "kube-dns";
 /// Name of the ClusterRole and ClusterRoleBinding.
 pub const SYSTEM_COREDNS: &str = "system:coredns";
 
-/// Kamaji's `spec.addons.coreDNS` (an AddonSpec).
+/// kube-proxy's image repository (kubeadm's default `imageRepository`).
+pub const KUBE_PROXY_REPOSITORY: &str = "registry.k8s.io";
+/// Name of kube-proxy's DaemonSet, ConfigMap, ServiceAccount, Role and RoleBinding.
+pub const KUBE_PROXY: &str = "kube-proxy";
+/// Name of the ClusterRoleBinding to `system:node-proxier`.
+pub const NODE_PROXIER: &str = "kubeadm:node-proxier";
+/// kubeadm 1.37's KubeProxyConfiguration as it renders it, `{cluster_cidr}` to fill.
+const KUBE_PROXY_CONFIG: &str = include_str!("kube-proxy-config.conf");
+
+/// Kamaji's `spec.addons.coreDNS` or `kubeProxy` (an AddonSpec).
 #[derive(Deserialize, Default, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AddonSpec {
@@ -71,13 +86,140 @@ impl CoreDns {
     pub const LEN: usize = 6;
 }
 
+/// The kube-proxy objects, in apply order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeProxy {
+    /// `kube-system/kube-proxy`.
+    pub service_account: ServiceAccount,
+    /// `kubeadm:node-proxier` → `system:node-proxier`.
+    pub cluster_role_binding: ClusterRoleBinding,
+    /// `kube-system/kube-proxy`: get the ConfigMap.
+    pub role: Role,
+    /// For bootstrap tokens.
+    pub role_binding: RoleBinding,
+    /// `kube-system/kube-proxy`: config.conf and kubeconfig.conf.
+    pub config_map: ConfigMap,
+    /// `kube-system/kube-proxy`.
+    pub daemon_set: DaemonSet,
+}
+
+impl KubeProxy {
+    /// How many objects are applied.
+    pub const LEN: usize = 6;
+}
+
+fn addon_spec(raw: &Value, field: &str) -> Result<AddonSpec, KubeadmConfigError> {
+    serde_json::from_value(raw.clone())
+        .map_err(|e| KubeadmConfigError::InvalidAddon(format!("spec.addons.{field}: {e}")))
+}
+
+/// The kube-proxy objects for the tenant whose API server is at `endpoint`
+/// (`host:port`), `None` when `spec.addons.kubeProxy` is absent.
+pub fn kube_proxy(tcp: &TenantControlPlane, endpoint: &str) -> Result<Option<KubeProxy>, KubeadmConfigError> {
+    let Some(raw) = tcp.spec.addons.as_ref().and_then(|a| a.kube_proxy.as_ref()) else {
+        return Ok(None);
+    };
+    let spec = addon_spec(raw, "kubeProxy")?;
+    let version = tcp.spec.kubernetes.version.trim();
+    let version = if version.starts_with('v') {
+        version.to_string()
+    } else {
+        format!("v{version}")
+    };
+    let image = format!(
+        "{}/kube-proxy:{}",
+        spec.image_repository.as_deref().unwrap_or(KUBE_PROXY_REPOSITORY),
+        spec.image_tag.as_deref().unwrap_or(&version)
+    );
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority: \
+         /var/run/secrets/kubernetes.io/serviceaccount/ca.crt\n    server: https://{endpoint}\n  name: default\n\
+         contexts:\n- context:\n    cluster: default\n    namespace: default\n    user: default\n  name: default\n\
+         current-context: default\nusers:\n- name: default\n  user:\n    tokenFile: \
+         /var/run/secrets/kubernetes.io/serviceaccount/token"
+    );
+    let config = KUBE_PROXY_CONFIG
+        .trim_end_matches('\n')
+        .replace("{cluster_cidr}", &tcp.spec.network_profile.pod_cidr);
+    let service_account_subject =
+        json!([{"kind": "ServiceAccount", "name": KUBE_PROXY, "namespace": SYSTEM_NAMESPACE}]);
+    Ok(Some(KubeProxy {
+        service_account: typed(json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": meta(KUBE_PROXY, Some(SYSTEM_NAMESPACE), None),
+        }))?,
+        cluster_role_binding: typed(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": meta(NODE_PROXIER, None, None),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:node-proxier"},
+            "subjects": service_account_subject,
+        }))?,
+        role: typed(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": meta(KUBE_PROXY, Some(SYSTEM_NAMESPACE), None),
+            "rules": [{"apiGroups": [""], "resourceNames": [KUBE_PROXY], "resources": ["configmaps"], "verbs": ["get"]}],
+        }))?,
+        role_binding: typed(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": meta(KUBE_PROXY, Some(SYSTEM_NAMESPACE), None),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": KUBE_PROXY},
+            "subjects": [{"kind": "Group", "name": BOOTSTRAP_TOKEN_GROUP}],
+        }))?,
+        config_map: typed(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": meta(KUBE_PROXY, Some(SYSTEM_NAMESPACE), Some(("app", "kube-proxy"))),
+            "data": {"kubeconfig.conf": kubeconfig, "config.conf": config},
+        }))?,
+        daemon_set: typed(kube_proxy_daemon_set(&image))?,
+    }))
+}
+
+fn kube_proxy_daemon_set(image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": meta(KUBE_PROXY, Some(SYSTEM_NAMESPACE), Some(("k8s-app", "kube-proxy"))),
+        "spec": {
+            "selector": {"matchLabels": {"k8s-app": "kube-proxy"}},
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {
+                "metadata": {"labels": {"k8s-app": "kube-proxy"}},
+                "spec": {
+                    "priorityClassName": "system-node-critical",
+                    "containers": [{
+                        "name": "kube-proxy",
+                        "image": image,
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["/usr/local/bin/kube-proxy", "--config=/var/lib/kube-proxy/config.conf",
+                            "--hostname-override=$(NODE_NAME)"],
+                        "securityContext": {"privileged": true},
+                        "volumeMounts": [
+                            {"mountPath": "/var/lib/kube-proxy", "name": "kube-proxy"},
+                            {"mountPath": "/run/xtables.lock", "name": "xtables-lock", "readOnly": false},
+                            {"mountPath": "/lib/modules", "name": "lib-modules", "readOnly": true},
+                        ],
+                        "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                    }],
+                    "hostNetwork": true,
+                    "serviceAccountName": KUBE_PROXY,
+                    "volumes": [
+                        {"name": "kube-proxy", "configMap": {"name": KUBE_PROXY}},
+                        {"name": "xtables-lock", "hostPath": {"path": "/run/xtables.lock", "type": "FileOrCreate"}},
+                        {"name": "lib-modules", "hostPath": {"path": "/lib/modules"}},
+                    ],
+                    "tolerations": [{"operator": "Exists"}],
+                    "nodeSelector": {"kubernetes.io/os": "linux"},
+                },
+            },
+        },
+    })
+}
+
 /// The CoreDNS objects for the tenant, `None` when `spec.addons.coreDNS` is absent.
 pub fn core_dns(tcp: &TenantControlPlane) -> Result<Option<CoreDns>, KubeadmConfigError> {
     let Some(raw) = tcp.spec.addons.as_ref().and_then(|a| a.core_dns.as_ref()) else {
         return Ok(None);
     };
-    let spec: AddonSpec = serde_json::from_value(raw.clone())
-        .map_err(|e| KubeadmConfigError::InvalidAddon(format!("spec.addons.coreDNS: {e}")))?;
+    let spec = addon_spec(raw, "coreDNS")?;
     let image = format!(
         "{}/coredns:{}",
         spec.image_repository.as_deref().unwrap_or(COREDNS_REPOSITORY),
@@ -273,6 +415,22 @@ mod tests {
             Some("registry.k8s.io/coredns/coredns:v1.14.6")
         );
         assert!(managed_by_us(&dns.deployment.metadata));
+    }
+
+    #[test]
+    fn kube_proxy_uses_the_tenant_version_pod_cidr_and_endpoint() {
+        let proxy = kube_proxy(&tcp("  addons:\n    kubeProxy: {}\n"), "10.1.2.3:6443")
+            .expect("builds")
+            .expect("enabled");
+        let data = proxy.config_map.data.as_ref().expect("data");
+        assert!(data["config.conf"].contains("clusterCIDR: 10.244.0.0/16"));
+        assert!(data["kubeconfig.conf"].contains("server: https://10.1.2.3:6443"));
+        let pod = proxy.daemon_set.spec.template.spec.as_ref().expect("pod");
+        assert_eq!(
+            pod.containers[0].image.as_deref(),
+            Some("registry.k8s.io/kube-proxy:v1.37.2")
+        );
+        assert_eq!(kube_proxy(&tcp(""), "10.1.2.3:6443").expect("builds"), None);
     }
 
     #[test]

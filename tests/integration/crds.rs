@@ -269,7 +269,6 @@ spec:
     let not_acted_on = tcp.spec.fields_not_acted_on();
     for field in [
         "spec.kubernetes.kubelet.preferredAddressTypes",
-        "spec.addons.kubeProxy",
         "spec.addons.konnectivity.agent",
         "spec.controlPlane.deployment.strategy",
         "spec.controlPlane.deployment.extraArgs",

@@ -978,11 +978,12 @@ fn find<'a>(objects: &'a [serde_json::Value], kind: &str, name: &str) -> &'a ser
         .unwrap_or_else(|| panic!("no {kind} {name} in {objects:#?}"))
 }
 
-#[test]
-fn coredns_objects_equal_what_kubeadm_renders_for_the_same_inputs() {
-    // kubeadm's own addon phase as the oracle, for a tenant with a service CIDR and
-    // cluster domain of its own (the advertise address is a documentation one:
-    // nothing is contacted with --print-manifest).
+/// What kubeadm's own addon phase renders (`kubeadm init phase addon <addon>
+/// --print-manifest`) for a tenant with a service CIDR, pod CIDR, cluster domain and
+/// endpoint of its own (the advertise address is a documentation one: nothing is
+/// contacted with --print-manifest). kubeadm's resourceVersion workaround, meaningless
+/// for server-side apply, is dropped.
+fn kubeadm_addon(addon: &str) -> Vec<serde_json::Value> {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = crate::support::tenant::write(
         dir.path(),
@@ -990,60 +991,46 @@ fn coredns_objects_equal_what_kubeadm_renders_for_the_same_inputs() {
         b"apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  \
           advertiseAddress: 192.0.2.10\n  bindPort: 6443\nnodeRegistration:\n  name: oracle\n---\n\
           apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.37.2\n\
-          networking:\n  dnsDomain: tenant.local\n  podSubnet: 10.244.0.0/16\n  serviceSubnet: 10.0.0.0/24\n",
+          controlPlaneEndpoint: 127.0.0.1:16443\nnetworking:\n  dnsDomain: tenant.local\n  \
+          podSubnet: 10.128.0.0/14\n  serviceSubnet: 10.0.0.0/24\n",
     );
     let out = std::process::Command::new(crate::support::built("kubeadm"))
-        .args([
-            "init",
-            "phase",
-            "addon",
-            "coredns",
-            "--print-manifest",
-            "--config",
-        ])
+        .args(["init", "phase", "addon", addon, "--print-manifest", "--config"])
         .arg(&config)
         .output()
         .expect("running kubeadm");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
-    let theirs: Vec<serde_json::Value> = rendered
+    rendered
         .split("\n---")
         .map(|doc| doc.trim_start_matches("---"))
         .filter(|doc| !doc.trim().is_empty())
         .map(|doc| {
             let mut value: serde_json::Value = serde_saphyr::from_str(doc)
                 .unwrap_or_else(|e| panic!("kubeadm printed invalid YAML ({e}):\n{doc}"));
-            // kubeadm's update workaround, meaningless for server-side apply.
             if let Some(meta) = value["metadata"].as_object_mut() {
                 meta.remove("resourceVersion");
             }
             value
         })
-        .collect();
-    assert_eq!(theirs.len(), 6, "{rendered}");
+        .collect()
+}
 
-    let tcp: kamaji::api::TenantControlPlane = serde_saphyr::from_str(
+/// The oracle's tenant, with `addons` under spec.
+fn oracle_tenant(addons: &str) -> kamaji::api::TenantControlPlane {
+    serde_saphyr::from_str(&format!(
         "apiVersion: kamaji.clastix.io/v1alpha1\nkind: TenantControlPlane\nmetadata:\n  name: oracle\n  \
          namespace: n\nspec:\n  controlPlane:\n    deployment:\n      replicas: 1\n    service:\n      \
-         serviceType: ClusterIP\n  kubernetes:\n    version: v1.37.2\n  networkProfile:\n    port: 6443\n    \
-         serviceCidr: 10.0.0.0/24\n    podCidr: 10.244.0.0/16\n    clusterDomain: tenant.local\n  addons:\n    \
-         coreDNS: {}\n",
-    )
-    .expect("a TenantControlPlane");
-    let dns = kamaji::tenant::addons::core_dns(&tcp)
-        .expect("builds")
-        .expect("enabled");
-    let ours = [
-        serde_json::to_value(&dns.service_account),
-        serde_json::to_value(&dns.cluster_role),
-        serde_json::to_value(&dns.cluster_role_binding),
-        serde_json::to_value(&dns.config_map),
-        serde_json::to_value(&dns.service),
-        serde_json::to_value(&dns.deployment),
-    ];
-    for object in ours {
-        let mut object = object.expect("JSON");
-        // Our one addition: the label by which the operator knows what it may remove.
+         serviceType: ClusterIP\n  kubernetes:\n    version: v1.37.2\n  networkProfile:\n    port: 16443\n    \
+         serviceCidr: 10.0.0.0/24\n    podCidr: 10.128.0.0/14\n    clusterDomain: tenant.local\n  addons:\n{addons}"
+    ))
+    .expect("a TenantControlPlane")
+}
+
+/// Each of our objects, our managed-by label aside, equals kubeadm's of the same kind and name.
+fn assert_equal_to_kubeadm(ours: Vec<serde_json::Value>, theirs: &[serde_json::Value]) {
+    assert_eq!(ours.len(), theirs.len(), "kubeadm renders {theirs:#?}");
+    for mut object in ours {
         let labels = &mut object["metadata"]["labels"];
         let removed = labels
             .as_object_mut()
@@ -1061,14 +1048,52 @@ fn coredns_objects_equal_what_kubeadm_renders_for_the_same_inputs() {
             .to_string();
         assert_eq!(
             &object,
-            find(&theirs, &kind, &name),
+            find(theirs, &kind, &name),
             "{kind} {name} differs from kubeadm's"
         );
     }
 }
 
+fn json<T: serde::Serialize>(object: &T) -> serde_json::Value {
+    serde_json::to_value(object).expect("JSON")
+}
+
+#[test]
+fn coredns_objects_equal_what_kubeadm_renders_for_the_same_inputs() {
+    let dns = kamaji::tenant::addons::core_dns(&oracle_tenant("    coreDNS: {}\n"))
+        .expect("builds")
+        .expect("enabled");
+    let ours = vec![
+        json(&dns.service_account),
+        json(&dns.cluster_role),
+        json(&dns.cluster_role_binding),
+        json(&dns.config_map),
+        json(&dns.service),
+        json(&dns.deployment),
+    ];
+    assert_equal_to_kubeadm(ours, &kubeadm_addon("coredns"));
+}
+
+#[test]
+fn kube_proxy_objects_equal_what_kubeadm_renders_for_the_same_inputs() {
+    let proxy = kamaji::tenant::addons::kube_proxy(&oracle_tenant("    kubeProxy: {}\n"), "127.0.0.1:16443")
+        .expect("builds")
+        .expect("enabled");
+    let config = &proxy.config_map.data.as_ref().expect("data")["config.conf"];
+    assert!(config.contains("clusterCIDR: 10.128.0.0/14"), "{config}");
+    let ours = vec![
+        json(&proxy.service_account),
+        json(&proxy.cluster_role_binding),
+        json(&proxy.role),
+        json(&proxy.role_binding),
+        json(&proxy.config_map),
+        json(&proxy.daemon_set),
+    ];
+    assert_equal_to_kubeadm(ours, &kubeadm_addon("kube-proxy"));
+}
+
 #[tokio::test]
-async fn coredns_is_installed_in_the_tenant_and_removed_with_the_addon() {
+async fn coredns_and_kube_proxy_are_installed_in_the_tenant_and_removed_with_the_addons() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "tenant-dns").await;
     let env = TenantEnv::start(&client, &ns.name).await;
@@ -1081,7 +1106,7 @@ async fn coredns_is_installed_in_the_tenant_and_removed_with_the_addon() {
         &ns.name,
         "--type=merge",
         "-p",
-        r#"{"spec":{"addons":{"coreDNS":{}}}}"#,
+        r#"{"spec":{"addons":{"coreDNS":{},"kubeProxy":{}}}}"#,
     ]);
     env.wait_status(&client, &tenant, KubernetesVersionStatus::Ready)
         .await;
@@ -1122,6 +1147,39 @@ async fn coredns_is_installed_in_the_tenant_and_removed_with_the_addon() {
         ],
     );
     assert_eq!(image, "registry.k8s.io/coredns/coredns:v1.14.6");
+    let proxy_config = env.kubectl_ok(
+        &admin,
+        &[
+            "get",
+            "configmap",
+            "-n",
+            "kube-system",
+            "kube-proxy",
+            "-o",
+            "jsonpath={.data.config\\.conf}",
+        ],
+    );
+    assert!(
+        proxy_config.contains("clusterCIDR: 10.244.0.0/16"),
+        "{proxy_config}"
+    );
+    let proxy_kubeconfig = env.kubectl_ok(
+        &admin,
+        &[
+            "get",
+            "configmap",
+            "-n",
+            "kube-system",
+            "kube-proxy",
+            "-o",
+            "jsonpath={.data.kubeconfig\\.conf}",
+        ],
+    );
+    assert!(
+        proxy_kubeconfig.contains(&format!("server: {}", tenant.server())),
+        "{proxy_kubeconfig}"
+    );
+    env.kubectl_ok(&admin, &["get", "daemonset", "-n", "kube-system", "kube-proxy"]);
 
     // Removed from the spec: the operator removes what it installed.
     kubectl_ok(&[
@@ -1132,10 +1190,10 @@ async fn coredns_is_installed_in_the_tenant_and_removed_with_the_addon() {
         &ns.name,
         "--type=json",
         "-p",
-        r#"[{"op":"remove","path":"/spec/addons/coreDNS"}]"#,
+        r#"[{"op":"remove","path":"/spec/addons/coreDNS"},{"op":"remove","path":"/spec/addons/kubeProxy"}]"#,
     ]);
     eventually(
-        "CoreDNS removed from the tenant",
+        "CoreDNS and kube-proxy removed from the tenant",
         Duration::from_secs(120),
         || async {
             let gone = |args: &[&str]| {
@@ -1145,7 +1203,10 @@ async fn coredns_is_installed_in_the_tenant_and_removed_with_the_addon() {
             (gone(&["get", "deployment", "-n", "kube-system", "coredns"])
                 && gone(&["get", "service", "-n", "kube-system", "kube-dns"])
                 && gone(&["get", "clusterrole", "system:coredns"])
-                && gone(&["get", "serviceaccount", "-n", "kube-system", "coredns"]))
+                && gone(&["get", "serviceaccount", "-n", "kube-system", "coredns"])
+                && gone(&["get", "daemonset", "-n", "kube-system", "kube-proxy"])
+                && gone(&["get", "configmap", "-n", "kube-system", "kube-proxy"])
+                && gone(&["get", "clusterrolebinding", "kubeadm:node-proxier"]))
             .then_some(())
         },
     )
