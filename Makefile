@@ -16,7 +16,7 @@ cluster-build: ## Build what the tests use: cluster, kubeadm, kubelet, helm (cac
 	$(CLUSTER)/build.sh test >/dev/null
 
 .PHONY: cluster-up
-cluster-up: cluster-build ## Start (or reuse) the local cluster; prints its kubeconfig
+cluster-up: ## Start (or reuse) the local cluster (builds only what it runs); prints its kubeconfig
 	$(CLUSTER)/up.sh
 
 .PHONY: cluster-down
