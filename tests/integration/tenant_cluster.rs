@@ -902,6 +902,10 @@ async fn a_real_kubelet_joins_with_kubeadm_join_and_rotates_its_client_certifica
     let node = "worker-kubelet-0";
     let kubelet = crate::support::built("kubelet");
     let mut command = node_join_command(&root, node, &format!("kubelet:{}", kubelet.display()), &join);
+    // The kubelet refuses a loopback node IP ("nodeIP can't be loopback address") and
+    // then reports no address at all: nothing is pointed at another interface of
+    // this machine (the API server has no address to reach the kubelet by, so the
+    // test does not use logs, exec or the node proxy).
     command.env("KUBELET_EXTRA_ARGS", "--node-ip=127.0.0.1");
     let started = std::time::Instant::now();
     // Dropped after the kubelet is killed (declared before it).
