@@ -12,11 +12,11 @@ build: ## Build the kamaji binary
 	cargo build --release --bin kamaji
 
 .PHONY: cluster-build
-cluster-build: ## Build the local cluster's binaries (cached; cold: many minutes)
-	$(CLUSTER)/build.sh >/dev/null
+cluster-build: ## Build what the tests use: cluster, kubeadm, kubelet, helm (cached; cold: many minutes)
+	$(CLUSTER)/build.sh test >/dev/null
 
 .PHONY: cluster-up
-cluster-up: cluster-build ## Start (or reuse) the local cluster; prints its kubeconfig
+cluster-up: ## Start (or reuse) the local cluster (builds only what it runs); prints its kubeconfig
 	$(CLUSTER)/up.sh
 
 .PHONY: cluster-down
@@ -24,7 +24,7 @@ cluster-down: ## Stop the local cluster, leaving no process behind
 	$(CLUSTER)/down.sh
 
 .PHONY: demo
-demo: cluster-build ## Quick start: a tenant control plane on the local cluster
+demo: ## Quick start: a tenant control plane on the local cluster (builds only the cluster)
 	scripts/demo.sh
 
 .PHONY: crds

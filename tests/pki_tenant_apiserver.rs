@@ -2,7 +2,7 @@
 //! certificate auth, DataStore CA) and kube-apiserver from the local cluster's
 //! binaries, and kubectl/curl drive it with the generated kubeconfigs and certificates.
 //!
-//! Binaries: `$KAMAJI_CLUSTER_BIN`, else the directory `tests/cluster/build.sh` prints
+//! Binaries: `$KAMAJI_CLUSTER_BIN`, else the directory `tests/cluster/build.sh cluster` prints
 //! (instant when the cache is fresh; a cold build takes many minutes).
 
 use std::{
@@ -78,7 +78,9 @@ fn bin_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let build = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/build.sh");
+    // Only the cluster set: this test runs etcd and kube-apiserver.
     let output = Command::new(&build)
+        .arg("cluster")
         .stderr(Stdio::inherit())
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", build.display()));

@@ -221,7 +221,8 @@ pub struct KubernetesSpec {
     /// read it through [`KubernetesSpec::image_tag`].
     #[schemars(schema_with = "schema::kubernetes_version")]
     pub version: String,
-    /// Kamaji's kubelet settings for joining nodes; kept, not acted on.
+    /// Kamaji's kubelet settings for joining nodes: `cgroupfs` and
+    /// `configurationJSONPatches` shape the tenant's `kube-system/kubelet-config`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::kubelet")]
     pub kubelet: Option<Value>,
@@ -299,11 +300,11 @@ pub struct Addons {
     /// The konnectivity server beside the API server (and its agent in the tenant).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub konnectivity: Option<Konnectivity>,
-    /// Kamaji's CoreDNS addon; kept, not acted on.
+    /// Kamaji's CoreDNS addon, installed in the tenant as kubeadm's addon phase does.
     #[serde(default, rename = "coreDNS", skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::image_override")]
     pub core_dns: Option<Value>,
-    /// Kamaji's kube-proxy addon; kept, not acted on.
+    /// Kamaji's kube-proxy addon, installed in the tenant as kubeadm's addon phase does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::image_override")]
     pub kube_proxy: Option<Value>,
@@ -362,34 +363,39 @@ impl TenantControlPlaneSpec {
     /// does not act on, for the `FieldsNotActedOn` condition.
     pub fn fields_not_acted_on(&self) -> Vec<String> {
         let mut fields = Vec::new();
-        let mut optional = |path: &str, present: bool| {
+        for (path, present) in [
+            ("spec.dataStoreOverrides", self.data_store_overrides.is_some()),
+            ("spec.writePermissions", self.write_permissions.is_some()),
+            ("spec.controlPlane.ingress", self.control_plane.ingress.is_some()),
+            ("spec.controlPlane.gateway", self.control_plane.gateway.is_some()),
+        ] {
             if present {
                 fields.push(path.to_string());
             }
-        };
-        optional("spec.dataStoreOverrides", self.data_store_overrides.is_some());
-        optional("spec.writePermissions", self.write_permissions.is_some());
-        optional("spec.controlPlane.ingress", self.control_plane.ingress.is_some());
-        optional("spec.controlPlane.gateway", self.control_plane.gateway.is_some());
-        optional(
-            "spec.kubernetes.kubelet",
-            self.kubernetes
-                .kubelet
+        }
+        // cgroupfs and configurationJSONPatches shape kube-system/kubelet-config and
+        // preferredAddressTypes the API server's flag; any other key is Kamaji's.
+        if let Some(kubelet) = self.kubernetes.kubelet.as_ref().and_then(Value::as_object) {
+            fields.extend(
+                kubelet
+                    .keys()
+                    .filter(|k| {
+                        !matches!(
+                            k.as_str(),
+                            "cgroupfs" | "configurationJSONPatches" | "preferredAddressTypes"
+                        )
+                    })
+                    .map(|k| format!("spec.kubernetes.kubelet.{k}")),
+            );
+        }
+        // coreDNS and kubeProxy are installed in the tenant; the konnectivity agent not yet.
+        if let Some(konnectivity) = self.konnectivity()
+            && konnectivity
+                .agent
                 .as_ref()
-                .is_some_and(|kubelet| !is_default_kubelet(kubelet)),
-        );
-        if let Some(addons) = &self.addons {
-            optional("spec.addons.coreDNS", addons.core_dns.is_some());
-            optional("spec.addons.kubeProxy", addons.kube_proxy.is_some());
-            if let Some(konnectivity) = &addons.konnectivity {
-                optional(
-                    "spec.addons.konnectivity.agent",
-                    konnectivity
-                        .agent
-                        .as_ref()
-                        .is_some_and(|agent| *agent != schema::default_konnectivity_agent()),
-                );
-            }
+                .is_some_and(|agent| *agent != schema::default_konnectivity_agent())
+        {
+            fields.push("spec.addons.konnectivity.agent".to_string());
         }
         let flattened = [
             (
@@ -462,16 +468,6 @@ fn is_kamaji_default(prefix: &str, key: &str, value: &Value) -> bool {
         ("spec.controlPlane.deployment", "serviceAccountName") => value == "default",
         _ => false,
     }
-}
-
-/// A kubelet section that is empty but for Kamaji's default address types.
-fn is_default_kubelet(kubelet: &Value) -> bool {
-    let Some(fields) = kubelet.as_object() else {
-        return false;
-    };
-    fields.iter().all(|(key, value)| {
-        key == "preferredAddressTypes" && *value == schema::default_preferred_address_types()
-    })
 }
 
 impl KubernetesSpec {

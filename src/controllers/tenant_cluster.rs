@@ -3,8 +3,10 @@
 //! tenant's super-admin credentials (`super-admin.conf` of `<tcp>-admin-kubeconfig`)
 //! and ensure, with server-side apply, what kubeadm's init creates for the
 //! certificates to be usable ([`crate::tenant::bootstrap`]): the
-//! `kubeadm:cluster-admins` binding, the kubelet CSR bindings and an anonymous
-//! `kube-public/cluster-info` carrying the current tenant CA.
+//! `kubeadm:cluster-admins` and `kubeadm:apiserver-kubelet-client` bindings, the
+//! kubelet CSR bindings and an anonymous `kube-public/cluster-info` carrying the
+//! current tenant CA; and what `kubeadm join` reads ([`crate::tenant::kubeadm_config`]):
+//! `kube-system/kubeadm-config`, `kube-system/kubelet-config` and their RBAC.
 //!
 //! A controller of its own over TenantControlPlanes, so a slow or unreachable
 //! tenant never holds up the management-side reconcile or another tenant: every
@@ -21,7 +23,11 @@ use std::{
 
 use futures::StreamExt;
 use k8s_openapi::{
-    api::core::v1::{ConfigMap, Secret},
+    api::{
+        apps::v1::{DaemonSet, Deployment},
+        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+    },
     apimachinery::pkg::apis::meta::v1::Condition,
 };
 use kube::{
@@ -43,7 +49,9 @@ use crate::{
     controllers::{Context, Error},
     pki::Authority,
     tenant::{
+        addons::{self, COREDNS, CoreDns, KUBE_DNS, KUBE_PROXY, KubeProxy, NODE_PROXIER, SYSTEM_COREDNS},
         bootstrap::{self, CLUSTER_INFO, PUBLIC_NAMESPACE, TenantObjects},
+        kubeadm_config::{self, JoinInputs, JoinObjects, KubeadmConfigError, SYSTEM_NAMESPACE},
         meta::{TenantRef, suffix},
         status::set_condition,
     },
@@ -107,6 +115,9 @@ pub enum TenantError {
         #[source]
         source: kube::Error,
     },
+    /// What `kubeadm join` reads cannot be built from the TenantControlPlane.
+    #[error("kube-system/kubeadm-config and kubelet-config not applied: {0}")]
+    JoinConfiguration(#[from] KubeadmConfigError),
     /// A call to the management cluster failed.
     #[error(transparent)]
     Management(#[from] Error),
@@ -123,6 +134,7 @@ impl TenantError {
             TenantError::MaterialUnusable { .. } => "CredentialsUnusable",
             TenantError::Unreachable { .. } | TenantError::Timeout(_) => "Unreachable",
             TenantError::Apply { .. } => "ApplyFailed",
+            TenantError::JoinConfiguration(_) => "InvalidJoinConfiguration",
             TenantError::Management(_) => "ManagementApiError",
         }
     }
@@ -227,7 +239,7 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, state: Arc<State>) -> Result<Ac
         return Ok(Action::await_change());
     };
     let server = format!("https://{endpoint}");
-    let outcome = match tokio::time::timeout(PASS_TIMEOUT, ensure(ctx, &tcp, &tenant, &server)).await {
+    let outcome = match tokio::time::timeout(PASS_TIMEOUT, ensure(ctx, &tcp, &tenant, &endpoint)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(TenantError::Timeout(PASS_TIMEOUT)),
     };
@@ -242,7 +254,7 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, state: Arc<State>) -> Result<Ac
                 "Applied",
                 format!(
                     "{ensured} objects ensured at {server}: kubeadm:cluster-admins, kubelet CSR bindings, \
-                     kube-public/cluster-info"
+                     kube-public/cluster-info, kube-system/kubeadm-config and kubelet-config"
                 ),
             )
             .await?;
@@ -268,13 +280,15 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, state: Arc<State>) -> Result<Ac
     }
 }
 
-/// One pass: credentials and CA from the management cluster, then every object in the tenant.
+/// One pass: credentials and CA from the management cluster, then every object in
+/// the tenant. `endpoint` is `status.controlPlaneEndpoint` (`host:port`).
 async fn ensure(
     ctx: &Context,
     tcp: &TenantControlPlane,
     tenant: &TenantRef,
-    server: &str,
+    endpoint: &str,
 ) -> Result<usize, TenantError> {
+    let server = &format!("https://{endpoint}");
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &tenant.namespace);
     let admin_secret = tenant.object_name("admin-kubeconfig");
     let super_admin = secret_key(&secrets, &admin_secret, SUPER_ADMIN_KEY).await?;
@@ -325,11 +339,25 @@ async fn ensure(
         )
         .await;
     }
+    // Built before anything is applied, reported after the rest is in place: a bad
+    // kubelet patch must not hold up admin.conf's binding or cluster-info.
+    let join = kubeadm_config::desired(
+        tcp,
+        &JoinInputs {
+            endpoint,
+            certificate_validity: ctx.settings.certificate_validity,
+            key_algorithm: ctx.settings.key_algorithm,
+        },
+    );
     let ensured = apply_all(&client, &objects).await?;
     if ca_changed {
         info!(tenant = %tenant.name, namespace = %tenant.namespace, ca_serial = ca.serial(), "cluster-info now carries the new CA");
     }
-    Ok(ensured)
+    let join = join?;
+    apply_join(&client, &join).await?;
+    let dns = ensure_core_dns(&client, addons::core_dns(tcp)?).await?;
+    let proxy = ensure_kube_proxy(&client, addons::kube_proxy(tcp, endpoint)?).await?;
+    Ok(ensured + join.len() + dns + proxy)
 }
 
 /// What a human has to do for nodes that joined before a CA rotation.
@@ -432,6 +460,138 @@ async fn apply_all(client: &Client, objects: &TenantObjects) -> Result<usize, Te
     )
     .await?;
     Ok(objects.len())
+}
+
+/// The CoreDNS addon applied when `spec.addons.coreDNS` asks for it, else removed
+/// (only objects carrying our managed-by label: a CoreDNS someone else installed
+/// stays). Returns how many objects were applied.
+async fn ensure_core_dns(client: &Client, wanted: Option<CoreDns>) -> Result<usize, TenantError> {
+    let ns = SYSTEM_NAMESPACE;
+    let Some(dns) = wanted else {
+        remove_ours::<Deployment>(Api::namespaced(client.clone(), ns), COREDNS, "deployment").await?;
+        remove_ours::<Service>(Api::namespaced(client.clone(), ns), KUBE_DNS, "service").await?;
+        remove_ours::<ConfigMap>(Api::namespaced(client.clone(), ns), COREDNS, "configmap").await?;
+        remove_ours::<ClusterRoleBinding>(Api::all(client.clone()), SYSTEM_COREDNS, "clusterrolebinding")
+            .await?;
+        remove_ours::<ClusterRole>(Api::all(client.clone()), SYSTEM_COREDNS, "clusterrole").await?;
+        remove_ours::<ServiceAccount>(Api::namespaced(client.clone(), ns), COREDNS, "serviceaccount").await?;
+        return Ok(0);
+    };
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &dns.service_account,
+        "serviceaccount",
+    )
+    .await?;
+    apply(Api::all(client.clone()), &dns.cluster_role, "clusterrole").await?;
+    apply(
+        Api::all(client.clone()),
+        &dns.cluster_role_binding,
+        "clusterrolebinding",
+    )
+    .await?;
+    apply(Api::namespaced(client.clone(), ns), &dns.config_map, "configmap").await?;
+    apply(Api::namespaced(client.clone(), ns), &dns.service, "service").await?;
+    apply(Api::namespaced(client.clone(), ns), &dns.deployment, "deployment").await?;
+    Ok(CoreDns::LEN)
+}
+
+/// The kube-proxy addon applied when `spec.addons.kubeProxy` asks for it, else
+/// removed (only objects carrying our managed-by label). Returns how many were applied.
+async fn ensure_kube_proxy(client: &Client, wanted: Option<KubeProxy>) -> Result<usize, TenantError> {
+    let ns = SYSTEM_NAMESPACE;
+    let Some(proxy) = wanted else {
+        remove_ours::<DaemonSet>(Api::namespaced(client.clone(), ns), KUBE_PROXY, "daemonset").await?;
+        remove_ours::<ConfigMap>(Api::namespaced(client.clone(), ns), KUBE_PROXY, "configmap").await?;
+        remove_ours::<RoleBinding>(Api::namespaced(client.clone(), ns), KUBE_PROXY, "rolebinding").await?;
+        remove_ours::<Role>(Api::namespaced(client.clone(), ns), KUBE_PROXY, "role").await?;
+        remove_ours::<ClusterRoleBinding>(Api::all(client.clone()), NODE_PROXIER, "clusterrolebinding")
+            .await?;
+        remove_ours::<ServiceAccount>(Api::namespaced(client.clone(), ns), KUBE_PROXY, "serviceaccount")
+            .await?;
+        return Ok(0);
+    };
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &proxy.service_account,
+        "serviceaccount",
+    )
+    .await?;
+    apply(
+        Api::all(client.clone()),
+        &proxy.cluster_role_binding,
+        "clusterrolebinding",
+    )
+    .await?;
+    apply(Api::namespaced(client.clone(), ns), &proxy.role, "role").await?;
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &proxy.role_binding,
+        "rolebinding",
+    )
+    .await?;
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &proxy.config_map,
+        "configmap",
+    )
+    .await?;
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &proxy.daemon_set,
+        "daemonset",
+    )
+    .await?;
+    Ok(KubeProxy::LEN)
+}
+
+/// Deletes `name` if it is there and carries our managed-by label.
+async fn remove_ours<K>(api: Api<K>, name: &str, kind: &str) -> Result<(), TenantError>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let object = |source| TenantError::Apply {
+        object: match api.namespace() {
+            Some(ns) => format!("{kind} {ns}/{name}"),
+            None => format!("{kind} {name}"),
+        },
+        source,
+    };
+    let Some(found) = api.get_opt(name).await.map_err(object)? else {
+        return Ok(());
+    };
+    if !addons::managed_by_us(found.meta()) {
+        return Ok(());
+    }
+    match api.delete(name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(object(source)),
+    }
+}
+
+/// What `kubeadm join` reads, in `kube-system`.
+async fn apply_join(client: &Client, objects: &JoinObjects) -> Result<(), TenantError> {
+    let ns = SYSTEM_NAMESPACE;
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &objects.kubeadm_config,
+        "configmap",
+    )
+    .await?;
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &objects.kubelet_config,
+        "configmap",
+    )
+    .await?;
+    for role in &objects.roles {
+        apply(Api::namespaced(client.clone(), ns), role, "role").await?;
+    }
+    for binding in &objects.role_bindings {
+        apply(Api::namespaced(client.clone(), ns), binding, "rolebinding").await?;
+    }
+    Ok(())
 }
 
 async fn apply<K>(api: Api<K>, object: &K, kind: &str) -> Result<(), TenantError>

@@ -2,6 +2,8 @@
 //! usable, as desired objects of the tenant cluster (not the management one):
 //!
 //! - `kubeadm:cluster-admins` → `cluster-admin`: admin.conf's group grants nothing without it;
+//! - `kubeadm:apiserver-kubelet-client` → `system:kubelet-api-admin` for the user
+//!   `kube-apiserver-kubelet-client`: the API server's kubelet client is not a cluster-admin;
 //! - the bootstrap-token bindings that let a joining node post a CSR, have it
 //!   auto-approved and check its Node, and the binding that auto-approves kubelet
 //!   client-certificate renewals (`selfnodeclient` for `system:nodes`);
@@ -42,6 +44,18 @@ pub const GET_NODES: &str = "kubeadm:get-nodes";
 /// Label on every object kamaji-rs applies in a tenant.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kamaji-rs");
 
+/// The user of the API server's kubelet client certificate (kubeadm's `APIServerKubeletClientCertCommonName`).
+pub const APISERVER_KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+
+/// Who a binding grants its role to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grantee {
+    /// A group, e.g. a certificate's O or a bootstrap token's group.
+    Group(&'static str),
+    /// A user, e.g. a certificate's CN.
+    User(&'static str),
+}
+
 /// One ClusterRoleBinding of kubeadm's init, as data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Binding {
@@ -49,8 +63,8 @@ pub struct Binding {
     pub name: &'static str,
     /// The ClusterRole bound.
     pub cluster_role: &'static str,
-    /// The group it is bound to.
-    pub group: &'static str,
+    /// Who it is bound to.
+    pub grantee: Grantee,
 }
 
 /// kubeadm init's ClusterRoleBindings that certificates depend on.
@@ -59,31 +73,38 @@ pub const CLUSTER_ROLE_BINDINGS: &[Binding] = &[
     Binding {
         name: "kubeadm:cluster-admins",
         cluster_role: "cluster-admin",
-        group: CLUSTER_ADMINS_GROUP,
+        grantee: Grantee::Group(CLUSTER_ADMINS_GROUP),
+    },
+    // The API server's kubelet client (no O since kubeadm 1.3x) reaches kubelets
+    // (logs, exec, port-forward) only through this binding.
+    Binding {
+        name: "kubeadm:apiserver-kubelet-client",
+        cluster_role: "system:kubelet-api-admin",
+        grantee: Grantee::User(APISERVER_KUBELET_CLIENT_USER),
     },
     // A bootstrap token may create a CSR...
     Binding {
         name: "kubeadm:kubelet-bootstrap",
         cluster_role: "system:node-bootstrapper",
-        group: BOOTSTRAP_TOKEN_GROUP,
+        grantee: Grantee::Group(BOOTSTRAP_TOKEN_GROUP),
     },
     // ...which csrapproving approves (SAR on certificatesigningrequests/nodeclient).
     Binding {
         name: "kubeadm:node-autoapprove-bootstrap",
         cluster_role: "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
-        group: BOOTSTRAP_TOKEN_GROUP,
+        grantee: Grantee::Group(BOOTSTRAP_TOKEN_GROUP),
     },
     // A kubelet renewing its own client certificate is approved (…/selfnodeclient).
     Binding {
         name: "kubeadm:node-autoapprove-certificate-rotation",
         cluster_role: "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
-        group: NODES_GROUP,
+        grantee: Grantee::Group(NODES_GROUP),
     },
     // kubeadm join reads its Node before it bootstraps.
     Binding {
         name: GET_NODES,
         cluster_role: GET_NODES,
-        group: BOOTSTRAP_TOKEN_GROUP,
+        grantee: Grantee::Group(BOOTSTRAP_TOKEN_GROUP),
     },
 ];
 
@@ -126,9 +147,13 @@ fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
     }
 }
 
-fn group(name: &str) -> Subject {
+fn subject(grantee: Grantee) -> Subject {
+    let (kind, name) = match grantee {
+        Grantee::Group(name) => ("Group", name),
+        Grantee::User(name) => ("User", name),
+    };
     Subject {
-        kind: "Group".into(),
+        kind: kind.into(),
         name: name.into(),
         api_group: Some("rbac.authorization.k8s.io".into()),
         namespace: None,
@@ -148,7 +173,7 @@ pub fn cluster_role_binding(binding: &Binding) -> ClusterRoleBinding {
     ClusterRoleBinding {
         metadata: meta(binding.name, None),
         role_ref: role_ref("ClusterRole", binding.cluster_role),
-        subjects: Some(vec![group(binding.group)]),
+        subjects: Some(vec![subject(binding.grantee)]),
     }
 }
 
@@ -248,6 +273,14 @@ mod tests {
         let b = binding(&objects, "kubeadm:cluster-admins");
         assert_eq!(b.role_ref.name, "cluster-admin");
         assert_eq!(subject(b), ("Group", "kubeadm:cluster-admins"));
+    }
+
+    #[test]
+    fn the_api_server_kubelet_client_may_use_the_kubelet_api() {
+        let objects = desired(CA, "https://127.0.0.1:6443").expect("desired");
+        let b = binding(&objects, "kubeadm:apiserver-kubelet-client");
+        assert_eq!(b.role_ref.name, "system:kubelet-api-admin");
+        assert_eq!(subject(b), ("User", "kube-apiserver-kubelet-client"));
     }
 
     #[test]

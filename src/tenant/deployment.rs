@@ -335,7 +335,10 @@ fn api_server(
         ("kubelet-client-key", pki("apiserver-kubelet-client.key")),
         (
             "kubelet-preferred-address-types",
-            "InternalIP,ExternalIP,Hostname".to_string(),
+            // spec.kubernetes.kubelet.preferredAddressTypes, as Kamaji passes it; a spec
+            // that does not parse is reported by the tenant-side controller.
+            super::kubeadm_config::kubelet_preferred_address_types(spec)
+                .unwrap_or_else(|_| super::kubeadm_config::DEFAULT_PREFERRED_ADDRESS_TYPES.join(",")),
         ),
         ("proxy-client-cert-file", pki("front-proxy-client.crt")),
         ("proxy-client-key-file", pki("front-proxy-client.key")),

@@ -2,12 +2,14 @@
 //! the management cluster, computed from the TenantControlPlane and what is
 //! already stored. Nothing here holds a client; the controllers apply it.
 
+pub mod addons;
 pub mod bootstrap;
 pub mod certificates;
 pub mod datastore;
 pub mod deployment;
 pub mod derive;
 pub mod desired;
+pub mod kubeadm_config;
 pub mod meta;
 pub mod service;
 pub mod status;

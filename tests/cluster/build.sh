@@ -2,10 +2,27 @@
 # Builds the local cluster's binaries from the Go module proxy into a cache
 # outside the git tree, and prints the directory that holds them.
 #
-# The cache key is a hash of everything that decides what gets built (go.mod,
-# go.sum, this script's pins), so the binaries are rebuilt only when a pin
-# changes. A cold build takes many minutes on two cores; progress goes to
-# stderr, the bin directory alone to stdout.
+#   build.sh [SET|BINARY]...     (default: test)
+#
+#   cluster  what up.sh runs, and all `make demo` needs: etcd, kube-apiserver,
+#            kube-controller-manager, kube-scheduler, kubectl, kwok
+#   node     the node side of the tests: kubeadm, the kubelet, and
+#            kubelet-bootstrap (tests/cluster/cmd/kubelet-bootstrap: the kubelet's
+#            TLS bootstrap and certificate rotation, without a container runtime)
+#   test     everything `make test` uses: cluster, node and helm
+#   BINARY   one binary of the tables below, by name
+#
+# promtool is not built: it is the Debian package `prometheus` (.ci/run installs it).
+#
+# Each binary is keyed by a hash of what decides it; it is rebuilt only when a
+# pin changes. The Kubernetes binaries of the cluster are keyed by go.mod,
+# go.sum and versions.env (above its tools section); the node-side binaries by
+# the same module plus node-extra.sum. They are built from the same go.mod with
+# `-modfile` and a go.sum that adds node-extra.sum's lines (the modules only
+# kubeadm and the kubelet import), so adding them left the cluster's key, and its
+# binaries, as they were. `go mod tidy` at the next pin bump folds those lines
+# into go.sum; node-extra.sum may then be emptied. A cold build takes many
+# minutes on two cores; progress goes to stderr, the bin directory alone to stdout.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,9 +36,17 @@ bin="$cache_root/bin"
 # keyed by its own pin, so bumping one does not rebuild the Kubernetes binaries.
 module_pin=$(cat "$here/go.mod" "$here/go.sum" <(sed '/^# --- tools installed by version/,$d' "$here/versions.env") \
   "$here/cmd/etcd/main.go" | sha256sum | cut -c1-16)
+node_pin=$(cat <(echo "$module_pin") "$here/node-extra.sum" | sha256sum | cut -c1-16)
 
 mkdir -p "$bin"
 log() { echo "cluster-build: $*" >&2; }
+# One build at a time per cache: two callers asking for the same binary (tests
+# run in parallel) wait for each other instead of racing on the same files.
+exec 8>"$cache_root/.build.lock"
+if ! flock -n 8; then
+  log "waiting for another build.sh using $cache_root ..."
+  flock 8
+fi
 
 # Version stamps, so `kubectl version` and the API server's /version report the
 # release they were built from instead of v0.0.0-master.
@@ -34,14 +59,63 @@ k8s_ldflags="-s -w \
   -X k8s.io/client-go/pkg/version.gitMajor=${KUBERNETES_VERSION_MAJOR} \
   -X k8s.io/client-go/pkg/version.gitMinor=${KUBERNETES_VERSION_MINOR}"
 
+# name|package|ldflags|module (go.mod, or node: go.mod with node-extra.sum)|set
 targets=(
-  "etcd|./cmd/etcd|"
-  "kube-apiserver|k8s.io/kubernetes/cmd/kube-apiserver|k8s"
-  "kube-controller-manager|k8s.io/kubernetes/cmd/kube-controller-manager|k8s"
-  "kube-scheduler|k8s.io/kubernetes/cmd/kube-scheduler|k8s"
-  "kubectl|k8s.io/kubernetes/cmd/kubectl|k8s"
+  "etcd|./cmd/etcd||go.mod|cluster"
+  "kube-apiserver|k8s.io/kubernetes/cmd/kube-apiserver|k8s|go.mod|cluster"
+  "kube-controller-manager|k8s.io/kubernetes/cmd/kube-controller-manager|k8s|go.mod|cluster"
+  "kube-scheduler|k8s.io/kubernetes/cmd/kube-scheduler|k8s|go.mod|cluster"
+  "kubectl|k8s.io/kubernetes/cmd/kubectl|k8s|go.mod|cluster"
+  "kubeadm|k8s.io/kubernetes/cmd/kubeadm|k8s|node|node"
+  "kubelet-bootstrap|./cmd/kubelet-bootstrap|k8s|node|node"
+  "kubelet|k8s.io/kubernetes/cmd/kubelet|k8s|node|node"
 )
-total=$((${#targets[@]} + 3))
+# Tools whose go.mod is free of replace directives install by version, pinned
+# in versions.env and checked against the checksum database.
+# name|package|version|extra ldflags|set
+tools=(
+  "kwok|sigs.k8s.io/kwok/cmd/kwok|$KWOK_VERSION||cluster"
+  # go install does not stamp helm's version (`helm version` would say v4.3): set it as helm's Makefile does.
+  "helm|helm.sh/helm/v4/cmd/helm|$HELM_VERSION|-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION|test"
+)
+
+# Whether a row of set `set` named `name` is asked for by the arguments.
+wanted() {
+  local name=$1 set=$2 arg
+  for arg in "${requested[@]}"; do
+    case $arg in
+      "$name" | "$set" | all) return 0 ;;
+      test) [[ "$set" == cluster || "$set" == node || "$set" == test ]] && return 0 ;;
+    esac
+  done
+  return 1
+}
+
+requested=("$@")
+((${#requested[@]})) || requested=(test)
+for arg in "${requested[@]}"; do
+  known=0
+  case $arg in cluster | node | test | all) known=1 ;; esac
+  for row in "${targets[@]}" "${tools[@]}"; do
+    [[ "${row%%|*}" == "$arg" ]] && known=1
+  done
+  if ((!known)); then
+    log "unknown set or binary: $arg (sets: cluster node test all)"
+    exit 2
+  fi
+done
+
+selected_targets=()
+for row in "${targets[@]}"; do
+  IFS='|' read -r name _ _ _ set <<<"$row"
+  wanted "$name" "$set" && selected_targets+=("$row")
+done
+selected_tools=()
+for row in "${tools[@]}"; do
+  IFS='|' read -r name _ _ _ set <<<"$row"
+  wanted "$name" "$set" && selected_tools+=("$row")
+done
+total=$((${#selected_targets[@]} + ${#selected_tools[@]}))
 step=0
 start=$SECONDS
 
@@ -54,20 +128,38 @@ fresh() {
   return 1
 }
 
+# The node module file: go.mod as it is, with go.sum plus node-extra.sum beside it.
+node_modfile() {
+  local dir="$cache_root/modfile-$node_pin"
+  if [[ ! -f "$dir/node.mod" ]]; then
+    mkdir -p "$dir"
+    cat "$here/go.sum" "$here/node-extra.sum" >"$dir/node.sum"
+    cp "$here/go.mod" "$dir/node.mod"
+  fi
+  echo "$dir/node.mod"
+}
+
 build_in_module() {
-  local name=$1 pkg=$2 flags=$3
+  local name=$1 pkg=$2 flags=$3 module=$4 pin=$module_pin modflag=()
   step=$((step + 1))
-  if fresh "$name" "$module_pin"; then return; fi
+  if [[ "$module" == node ]]; then
+    # Our own programs are keyed by their sources too.
+    if [[ "$pkg" == ./cmd/* ]]; then
+      pin=$(cat <(echo "$node_pin") "$here/${pkg#./}"/*.go | sha256sum | cut -c1-16)
+    else
+      pin=$node_pin
+    fi
+    modflag=("-modfile=$(node_modfile)")
+  fi
+  if fresh "$name" "$pin"; then return; fi
   log "[$step/$total] building $name ($pkg) ... ($((SECONDS - start))s elapsed)"
   local ldflags="-s -w"
   [[ "$flags" == k8s ]] && ldflags=$k8s_ldflags
-  (cd "$here" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$bin/$name.tmp" "$pkg")
+  (cd "$here" && CGO_ENABLED=0 go build "${modflag[@]}" -trimpath -ldflags "$ldflags" -o "$bin/$name.tmp" "$pkg")
   mv "$bin/$name.tmp" "$bin/$name"
-  echo "$module_pin" >"$bin/.$name.pin"
+  echo "$pin" >"$bin/.$name.pin"
 }
 
-# Tools with a go.mod free of replace directives install by version, pinned in
-# versions.env and checked against the checksum database.
 install_pinned() {
   local name=$1 pkg=$2 version=$3 ldflags="-s -w ${4:-}"
   local pin="$pkg@$version${4:+ $4}"
@@ -82,14 +174,13 @@ install_pinned() {
   echo "$pin" >"$bin/.$name.pin"
 }
 
-for t in "${targets[@]}"; do
-  IFS='|' read -r name pkg flags <<<"$t"
-  build_in_module "$name" "$pkg" "$flags"
+for row in "${selected_targets[@]}"; do
+  IFS='|' read -r name pkg flags module _ <<<"$row"
+  build_in_module "$name" "$pkg" "$flags" "$module"
 done
-install_pinned kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
-# go install does not stamp helm's version (`helm version` would say v4.3): set it as helm's Makefile does.
-install_pinned helm helm.sh/helm/v4/cmd/helm "$HELM_VERSION" "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
-# promtool checks the chart's PrometheusRule (`promtool check rules`).
-install_pinned promtool github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION"
-log "all binaries in $bin ($((SECONDS - start))s)"
+for row in "${selected_tools[@]}"; do
+  IFS='|' read -r name pkg version extra _ <<<"$row"
+  install_pinned "$name" "$pkg" "$version" "$extra"
+done
+log "${requested[*]}: $total binaries in $bin ($((SECONDS - start))s)"
 echo "$bin"

@@ -9,7 +9,7 @@
 #
 # Environment:
 #   KAMAJI_CLUSTER_STATE  state directory (default ${XDG_RUNTIME_DIR:-/tmp}/kamaji-rs-cluster)
-#   KAMAJI_CLUSTER_BIN    directory holding the binaries (default: what build.sh prints;
+#   KAMAJI_CLUSTER_BIN    directory holding the binaries (default: what `build.sh cluster` prints;
 #                         build.sh builds them first when needed)
 #   KAMAJI_CLUSTER_START_TIMEOUT  seconds to wait for each step (default 120)
 #
@@ -50,7 +50,7 @@ fi
 if [[ -n "${KAMAJI_CLUSTER_BIN:-}" ]]; then
   bin=$KAMAJI_CLUSTER_BIN
 else
-  bin=$("$cluster_here/build.sh")
+  bin=$("$cluster_here/build.sh" cluster)
 fi
 for name in "${cluster_components[@]}" kubectl; do
   [[ -x "$bin/$name" ]] || { cluster_log "missing $bin/$name"; exit 1; }

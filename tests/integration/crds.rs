@@ -277,9 +277,7 @@ spec:
     let tcp = tcps.get("from-kamaji").await.expect("read back");
     let not_acted_on = tcp.spec.fields_not_acted_on();
     for field in [
-        "spec.kubernetes.kubelet",
-        "spec.addons.coreDNS",
-        "spec.addons.kubeProxy",
+        "spec.kubernetes.kubelet.preferredAddressTypes",
         "spec.addons.konnectivity.agent",
         "spec.controlPlane.deployment.strategy",
         "spec.controlPlane.deployment.extraArgs",
@@ -293,6 +291,13 @@ spec:
             "{field} not kept or not listed: {not_acted_on:?}"
         );
     }
+    // The kubelet fields that shape kube-system/kubelet-config are acted on.
+    assert!(
+        !not_acted_on
+            .iter()
+            .any(|f| f == "spec.kubernetes.kubelet.cgroupfs"),
+        "{not_acted_on:?}"
+    );
     assert_eq!(tcp.spec.control_plane.deployment.replicas, 3);
 }
 

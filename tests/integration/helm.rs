@@ -13,7 +13,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::support::{TestNamespace, client, cluster, eventually, kubectl, kubectl_ok};
+use crate::support::{TestNamespace, built, client, cluster, eventually, kubectl, kubectl_ok, on_path};
 
 /// The chart's directory.
 pub fn chart() -> PathBuf {
@@ -34,7 +34,7 @@ pub const EVERYTHING: &[&str] = &[
 
 /// Runs the local cluster's helm against its kubeconfig.
 pub fn helm(args: &[&str]) -> Output {
-    let helm = cluster().bin.join("helm");
+    let helm = built("helm");
     Command::new(&helm)
         .arg("--kubeconfig")
         .arg(&cluster().kubeconfig)
@@ -323,17 +323,12 @@ fn prometheus_rules_parse_with_promtool() {
     let file = dir.path().join("rules.yaml");
     std::fs::write(&file, serde_json::to_string_pretty(&rule["spec"]).expect("JSON"))
         .expect("writing the rules");
-    let promtool = cluster().bin.join("promtool");
+    let promtool = on_path("promtool", "prometheus");
     let output = Command::new(&promtool)
         .args(["check", "rules"])
         .arg(&file)
         .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "running {} (tests/cluster/build.sh builds it): {e}",
-                promtool.display()
-            )
-        });
+        .unwrap_or_else(|e| panic!("running {}: {e}", promtool.display()));
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),

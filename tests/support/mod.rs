@@ -6,7 +6,7 @@
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::OnceLock,
+    sync::{Mutex, OnceLock},
     time::Duration,
 };
 
@@ -24,12 +24,54 @@ use kube::{
 pub struct Cluster {
     /// Admin kubeconfig of the management cluster.
     pub kubeconfig: PathBuf,
-    /// Directory holding kubectl, kube-apiserver, etcd, helm, ...
+    /// Directory holding what up.sh runs: kubectl, kube-apiserver, etcd, kwok, ...
+    /// (helm, kubeadm and the node-side programs: [`built`]).
     pub bin: PathBuf,
 }
 
 fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A binary `tests/cluster/build.sh` builds (helm, kubeadm, kubelet-bootstrap, ...),
+/// built first when missing or stale (cached by pin, so usually instant):
+/// each test builds only what it uses. `KAMAJI_CLUSTER_BIN`, when set, is used as it is.
+pub fn built(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    if let Some(dir) = std::env::var_os("KAMAJI_CLUSTER_BIN") {
+        return PathBuf::from(dir).join(name);
+    }
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, path)) = built.iter().find(|(n, _)| n == name) {
+        return path.clone();
+    }
+    let build = repo_root().join("tests/cluster/build.sh");
+    let output = Command::new(&build)
+        .arg(name)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", build.display()));
+    assert!(
+        output.status.success(),
+        "tests/cluster/build.sh {name} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dir = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let path = PathBuf::from(dir).join(name);
+    built.push((name.to_string(), path.clone()));
+    path
+}
+
+/// A program from `$PATH` (a Debian package .ci/run installs, e.g. promtool from `prometheus`).
+pub fn on_path(name: &str, package: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} is not on PATH: install the Debian package {package} (.ci/run does)")
+        })
 }
 
 /// Starts the local cluster, or reuses the one already running (up.sh is

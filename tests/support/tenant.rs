@@ -71,6 +71,25 @@ impl Process {
         }
     }
 
+    /// Starts a prepared command (its arguments and environment set), logging as [`Self::start`].
+    pub fn start_command(name: &str, mut command: Command, dir: &Path) -> Self {
+        fs::create_dir_all(dir).expect("creating the log directory");
+        let log = dir.join(format!("{name}.log"));
+        let out = fs::File::create(&log).expect("creating a process log");
+        let err = out.try_clone().expect("log handle");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Self {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
     /// Panics with the end of the log if the process has exited.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
@@ -433,6 +452,19 @@ impl TenantEnv {
         tenant: &Tenant,
         controller_manager: bool,
     ) -> ControlPlane {
+        self.start_control_plane_with(client, tenant, controller_manager.then_some(&[][..]))
+            .await
+    }
+
+    /// [`Self::start_control_plane`], the controller-manager (when `Some`) run with
+    /// these flags replacing the Deployment's (e.g. a short `cluster-signing-duration`
+    /// so a kubelet's certificate rotation happens within a test).
+    pub async fn start_control_plane_with(
+        &self,
+        client: &Client,
+        tenant: &Tenant,
+        controller_manager_flags: Option<&[(&str, String)]>,
+    ) -> ControlPlane {
         let root = self.dir().join(format!(
             "{}-control-plane-{:08x}",
             tenant.name,
@@ -466,19 +498,21 @@ impl TenantEnv {
         );
         let apiserver = Process::start("kube-apiserver", &self.bin.join("kube-apiserver"), &args, &root);
 
-        let controller_manager = controller_manager.then(|| {
+        let controller_manager = controller_manager_flags.map(|extra| {
             let mut args = pod.container_args("kube-controller-manager");
             set_flags(
                 &mut args,
                 &[
                     ("bind-address", "127.0.0.1".into()),
                     ("secure-port", free_port().to_string()),
-                    // The controllers under test: kubelet CSR approval and signing.
-                    ("controllers", "csrapproving,csrsigning".into()),
+                    // The controllers under test: kubelet CSR approval and signing, and the
+                    // bootstrap signer that signs cluster-info for `kubeadm join`'s discovery.
+                    ("controllers", "csrapproving,csrsigning,bootstrapsigner".into()),
                     // A restarted manager must not wait for its predecessor's lease.
                     ("leader-elect", "false".into()),
                 ],
             );
+            set_flags(&mut args, extra);
             Process::start(
                 "kube-controller-manager",
                 &self.bin.join("kube-controller-manager"),
