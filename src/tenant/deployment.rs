@@ -630,4 +630,23 @@ mod tests {
         assert!(!without.contains(&"konnectivity-certificate"));
         assert!(mounted_secret_suffixes(true).contains(&"konnectivity-kubeconfig"));
     }
+
+    #[test]
+    fn the_api_server_reaches_kubelets_by_the_preferred_address_types_of_the_spec() {
+        let mut spec = spec(false);
+        spec.kubernetes.kubelet =
+            Some(serde_json::json!({"preferredAddressTypes": ["Hostname", "InternalIP"]}));
+        let d = desired(
+            &tenant("k8s-133", "default"),
+            &spec,
+            &wiring(),
+            &TokenSettings::default(),
+            "abc",
+        );
+        let args = container(&d, "kube-apiserver").args.clone().unwrap_or_default();
+        assert!(
+            args.contains(&"--kubelet-preferred-address-types=Hostname,InternalIP".to_string()),
+            "{args:?}"
+        );
+    }
 }

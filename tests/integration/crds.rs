@@ -277,7 +277,6 @@ spec:
     let tcp = tcps.get("from-kamaji").await.expect("read back");
     let not_acted_on = tcp.spec.fields_not_acted_on();
     for field in [
-        "spec.kubernetes.kubelet.preferredAddressTypes",
         "spec.addons.konnectivity.agent",
         "spec.controlPlane.deployment.strategy",
         "spec.controlPlane.deployment.extraArgs",
@@ -291,13 +290,17 @@ spec:
             "{field} not kept or not listed: {not_acted_on:?}"
         );
     }
-    // The kubelet fields that shape kube-system/kubelet-config are acted on.
-    assert!(
-        !not_acted_on
-            .iter()
-            .any(|f| f == "spec.kubernetes.kubelet.cgroupfs"),
-        "{not_acted_on:?}"
-    );
+    // The kubelet fields that shape kube-system/kubelet-config are acted on, and so are
+    // the preferred address types (the API server's --kubelet-preferred-address-types).
+    for acted_on in [
+        "spec.kubernetes.kubelet.cgroupfs",
+        "spec.kubernetes.kubelet.preferredAddressTypes",
+    ] {
+        assert!(
+            !not_acted_on.iter().any(|f| f == acted_on),
+            "{acted_on}: {not_acted_on:?}"
+        );
+    }
     assert_eq!(tcp.spec.control_plane.deployment.replicas, 3);
 }
 
