@@ -19,7 +19,7 @@ use crate::pki::{
 };
 
 /// A PKI Secret as stored.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Stored {
     /// Its data.
     pub data: SecretData,
@@ -29,6 +29,44 @@ pub struct Stored {
     pub paused: bool,
     /// The current value of the rotate annotation (a previous rotation time), kept on rewrite.
     pub rotate_annotation: Option<String>,
+}
+
+/// The data keys of Secret data, for `Debug`: values hold private keys and are never printed.
+pub fn data_keys(data: &SecretData) -> Vec<&str> {
+    data.keys().map(String::as_str).collect()
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stored")
+            .field("data_keys", &data_keys(&self.data))
+            .field("rotate_requested", &self.rotate_requested)
+            .field("paused", &self.paused)
+            .field("rotate_annotation", &self.rotate_annotation)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Write {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Write")
+            .field("suffix", &self.suffix)
+            .field("data_keys", &data_keys(&self.data))
+            .field("reason", &self.reason)
+            .field("rotate_annotation", &self.rotate_annotation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for DatastoreSource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatastoreSource::Unknown => f.write_str("Unknown"),
+            DatastoreSource::Ca(ca) => f.debug_tuple("Ca").field(ca).finish(),
+            DatastoreSource::Copied(data) => f.debug_tuple("Copied").field(&data_keys(data)).finish(),
+            DatastoreSource::None => f.write_str("None"),
+        }
+    }
 }
 
 /// Stored PKI Secrets by suffix.
@@ -59,7 +97,7 @@ impl std::fmt::Display for Reason {
 }
 
 /// One Secret to write.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Write {
     /// `<tcp>-<suffix>`.
     pub suffix: &'static str,
@@ -132,7 +170,7 @@ impl Plan {
 }
 
 /// Where the tenant's datastore client certificate comes from.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub enum DatastoreSource<'a> {
     /// The DataStore could not be read: its certificate is left as it is.
     Unknown,

@@ -57,7 +57,7 @@ pub struct Inputs<'a> {
 }
 
 /// One object to apply, in order.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Object {
     /// The Service `<tcp>`.
     Service(Box<k8s_openapi::api::core::v1::Service>),
@@ -65,6 +65,21 @@ pub enum Object {
     Secret(Box<Secret>),
     /// The Deployment `<tcp>`.
     Deployment(Box<Deployment>),
+}
+
+impl std::fmt::Debug for Object {
+    // A Secret's data holds private keys: only names and data keys are printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Object::Service(s) => f.debug_tuple("Service").field(&s.metadata.name).finish(),
+            Object::Deployment(d) => f.debug_tuple("Deployment").field(&d.metadata.name).finish(),
+            Object::Secret(s) => f
+                .debug_struct("Secret")
+                .field("name", &s.metadata.name)
+                .field("data_keys", &certificates::data_keys(&secret_data(s)))
+                .finish(),
+        }
+    }
 }
 
 /// Something that keeps part of the tenant from being what it should be.

@@ -256,3 +256,27 @@ fn without_an_address_only_the_service_is_applied() {
     assert!(matches!(out.objects.as_slice(), [Object::Service(_)]));
     assert_eq!(out.problems, [Problem::WaitingForAddress("k8s-133".into())]);
 }
+
+#[test]
+fn debug_output_names_objects_and_data_keys_but_never_key_material() {
+    let observed = provisioned(&datastore_ca());
+    let mut rotated = observed;
+    rotated
+        .secrets
+        .get_mut("ca")
+        .expect("stored")
+        .metadata
+        .annotations = Some(BTreeMap::from([(labels::ROTATE.to_string(), String::new())]));
+    let out = run(&rotated);
+    let printed = format!("{out:?}");
+    assert!(
+        printed.contains("k8s-133-ca") && printed.contains("ca.key"),
+        "{printed}"
+    );
+    assert!(!printed.contains("PRIVATE KEY"), "key material in Debug output");
+    let plan_input = format!("{:?}", stored_secrets(&rotated.secrets));
+    assert!(
+        !plan_input.contains("PRIVATE KEY"),
+        "key material in Debug output"
+    );
+}
