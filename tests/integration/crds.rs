@@ -281,16 +281,24 @@ spec:
         "spec.addons.coreDNS",
         "spec.addons.kubeProxy",
         "spec.addons.konnectivity.agent",
-        "spec.controlPlane.deployment.strategy",
-        "spec.controlPlane.deployment.extraArgs",
-        "spec.controlPlane.service.additionalMetadata",
         "spec.networkProfile.serviceCidrs",
-        "spec.networkProfile.loadBalancerSourceRanges",
         "spec.addons.konnectivity.server.resources",
     ] {
         assert!(
             not_acted_on.iter().any(|f| f == field),
             "{field} not kept or not listed: {not_acted_on:?}"
+        );
+    }
+    // Kept and acted on (tests/integration/customisation.rs shows them in the objects).
+    for field in [
+        "spec.controlPlane.deployment.strategy",
+        "spec.controlPlane.deployment.extraArgs",
+        "spec.controlPlane.service.additionalMetadata",
+        "spec.networkProfile.loadBalancerSourceRanges",
+    ] {
+        assert!(
+            !not_acted_on.iter().any(|f| f == field),
+            "{field} is acted on: {not_acted_on:?}"
         );
     }
     assert_eq!(tcp.spec.control_plane.deployment.replicas, 3);
