@@ -162,7 +162,7 @@ pub struct ControlPlane {
 
 /// The control-plane Deployment. Kamaji's other Deployment fields are kept
 /// verbatim (the schema, [`schema::deployment`], types all of them as Kamaji
-/// does); those listed in [`DEPLOYMENT_FIELDS_ACTED_ON`] are read through
+/// does); the customisation fields kamaji-rs acts on are read through
 /// [`DeploymentSpec::customisation`].
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -170,43 +170,11 @@ pub struct DeploymentSpec {
     /// Number of control-plane replicas; 0 puts the tenant to sleep.
     #[serde(default = "default_replicas")]
     pub replicas: i32,
-    /// Kamaji's other Deployment fields as written; the ones outside
-    /// [`DEPLOYMENT_FIELDS_ACTED_ON`] are kept but not acted on.
+    /// Kamaji's other Deployment fields as written; those not read by
+    /// [`DeploymentSpec::customisation`] are kept but not acted on.
     #[serde(flatten)]
     pub not_acted_on: BTreeMap<String, Value>,
 }
-
-/// Keys of `spec.controlPlane.deployment` the Deployment builder acts on
-/// (`resources.kine` and `extraArgs.kine` excepted: there is no kine container
-/// on an etcd DataStore, the only kind kamaji-rs runs tenants on).
-pub const DEPLOYMENT_FIELDS_ACTED_ON: &[&str] = &[
-    "registrySettings",
-    "nodeSelector",
-    "runtimeClassName",
-    "strategy",
-    "tolerations",
-    "affinity",
-    "topologySpreadConstraints",
-    "resources",
-    "extraArgs",
-    "additionalMetadata",
-    "podAdditionalMetadata",
-    "additionalInitContainers",
-    "additionalContainers",
-    "additionalVolumes",
-    "additionalVolumeMounts",
-    "serviceAccountName",
-];
-
-/// Keys of `spec.controlPlane.service` the Service builder acts on.
-pub const SERVICE_FIELDS_ACTED_ON: &[&str] = &[
-    "additionalMetadata",
-    "additionalPorts",
-    "allocateLoadBalancerNodePorts",
-];
-
-/// Keys of `spec.networkProfile` the Service builder acts on.
-pub const NETWORK_FIELDS_ACTED_ON: &[&str] = &["loadBalancerClass", "loadBalancerSourceRanges"];
 
 /// Kamaji's per-component settings: `apiServer`, `controllerManager`, `scheduler`, `kine`.
 #[derive(Deserialize, Clone, Debug, PartialEq)]
@@ -434,7 +402,9 @@ fn parse<T: DeserializeOwned>(value: &Value) -> Option<T> {
     T::deserialize(value).ok()
 }
 
-/// Whether a field kamaji-rs acts on reads as the type it is acted on as.
+/// Whether `key` is a customisation field kamaji-rs acts on (the ones read by
+/// [`DeploymentSpec::customisation`] and
+/// [`TenantControlPlaneSpec::service_customisation`]) and reads as its type.
 fn acted_on(prefix: &str, key: &str, value: &Value) -> bool {
     fn reads<T: DeserializeOwned>(value: &Value) -> bool {
         T::deserialize(value).is_ok()
@@ -488,8 +458,8 @@ pub struct ServiceSpec {
     /// Service type: ClusterIP (default), NodePort or LoadBalancer.
     #[serde(default)]
     pub service_type: ServiceType,
-    /// Kamaji's other Service fields as written; the ones outside
-    /// [`SERVICE_FIELDS_ACTED_ON`] are kept but not acted on.
+    /// Kamaji's other Service fields as written; those not read by
+    /// [`TenantControlPlaneSpec::service_customisation`] are kept but not acted on.
     #[serde(flatten)]
     pub not_acted_on: BTreeMap<String, Value>,
 }
@@ -1161,6 +1131,72 @@ mod tests {
             spec.fields_not_acted_on(),
             ["spec.controlPlane.deployment.podSecurityContext"]
         );
+    }
+
+    #[test]
+    fn every_field_the_builders_read_is_not_reported_as_not_acted_on() {
+        let mut spec = TenantControlPlaneSpec {
+            kubernetes: kubernetes("v1.37.2"),
+            ..TenantControlPlaneSpec::default()
+        };
+        let mount = json!([{"name": "v", "mountPath": "/v"}]);
+        let fields = [
+            ("registrySettings", json!({"registry": "mirror.example.com"})),
+            ("nodeSelector", json!({"a": "b"})),
+            ("runtimeClassName", json!("gvisor")),
+            ("strategy", json!({"type": "Recreate"})),
+            ("tolerations", json!([{"operator": "Exists"}])),
+            ("affinity", json!({"nodeAffinity": {}})),
+            (
+                "topologySpreadConstraints",
+                json!([{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]),
+            ),
+            ("resources", json!({"scheduler": {"limits": {"cpu": "1"}}})),
+            ("extraArgs", json!({"apiServer": ["--v=2"]})),
+            ("additionalMetadata", json!({"labels": {"a": "b"}})),
+            ("podAdditionalMetadata", json!({"annotations": {"a": "b"}})),
+            ("additionalInitContainers", json!([{"name": "init"}])),
+            ("additionalContainers", json!([{"name": "sidecar"}])),
+            ("additionalVolumes", json!([{"name": "v", "emptyDir": {}}])),
+            ("additionalVolumeMounts", json!({"apiServer": mount})),
+            ("serviceAccountName", json!("tenant")),
+        ];
+        for (key, value) in fields {
+            spec.control_plane
+                .deployment
+                .not_acted_on
+                .insert(key.into(), value);
+        }
+        let service = &mut spec.control_plane.service.not_acted_on;
+        service.insert("additionalMetadata".into(), json!({"annotations": {"a": "b"}}));
+        service.insert(
+            "additionalPorts".into(),
+            json!([{"name": "m", "port": 1, "targetPort": 1}]),
+        );
+        service.insert("allocateLoadBalancerNodePorts".into(), json!(false));
+        let network = &mut spec.network_profile.not_acted_on;
+        network.insert("loadBalancerClass".into(), json!("example.com/lb"));
+        network.insert("loadBalancerSourceRanges".into(), json!(["192.0.2.0/24"]));
+        assert_eq!(spec.fields_not_acted_on(), Vec::<String>::new());
+        let custom = spec.control_plane.deployment.customisation();
+        let default = DeploymentCustomisation::default();
+        assert_ne!(custom.registry_settings, default.registry_settings);
+        assert!(custom.node_selector.is_some() && custom.runtime_class_name.is_some());
+        assert!(custom.strategy.is_some() && custom.tolerations.is_some() && custom.affinity.is_some());
+        assert!(custom.topology_spread_constraints.is_some());
+        assert!(custom.resources.scheduler.is_some() && custom.extra_args.api_server.is_some());
+        assert_ne!(custom.additional_metadata, default.additional_metadata);
+        assert_ne!(custom.pod_additional_metadata, default.pod_additional_metadata);
+        assert_eq!(custom.additional_init_containers.len(), 1);
+        assert_eq!(custom.additional_containers.len(), 1);
+        assert_eq!(custom.additional_volumes.len(), 1);
+        assert!(custom.additional_volume_mounts.api_server.is_some());
+        assert_eq!(custom.service_account_name.as_deref(), Some("tenant"));
+        let service = spec.service_customisation();
+        assert_eq!(service.additional_ports.len(), 1);
+        assert_eq!(service.allocate_load_balancer_node_ports, Some(false));
+        assert_eq!(service.load_balancer_source_ranges, ["192.0.2.0/24"]);
+        assert!(!service.additional_metadata.annotations.is_empty());
     }
 
     #[test]
