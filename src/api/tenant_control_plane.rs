@@ -5,10 +5,19 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::{
+    api::{
+        apps::v1::DeploymentStrategy,
+        core::v1::{
+            Affinity, Container, ResourceRequirements, Toleration, TopologySpreadConstraint, Volume,
+            VolumeMount,
+        },
+    },
+    apimachinery::pkg::{apis::meta::v1::Condition, util::intstr::IntOrString},
+};
 use kube::CustomResource;
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use super::schema;
@@ -151,18 +160,282 @@ pub struct ControlPlane {
     pub gateway: Option<Value>,
 }
 
-/// The control-plane Deployment. Kamaji's other Deployment fields (strategy,
-/// resources, extraArgs, additional containers...) are kept verbatim; the
-/// schema ([`schema::deployment`]) types all of them as Kamaji does.
+/// The control-plane Deployment. Kamaji's other Deployment fields are kept
+/// verbatim (the schema, [`schema::deployment`], types all of them as Kamaji
+/// does); the customisation fields kamaji-rs acts on are read through
+/// [`DeploymentSpec::customisation`].
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentSpec {
     /// Number of control-plane replicas; 0 puts the tenant to sleep.
     #[serde(default = "default_replicas")]
     pub replicas: i32,
-    /// Fields of Kamaji's Deployment spec that kamaji-rs keeps but does not act on.
+    /// Kamaji's other Deployment fields as written; those not read by
+    /// [`DeploymentSpec::customisation`] are kept but not acted on.
     #[serde(flatten)]
     pub not_acted_on: BTreeMap<String, Value>,
+}
+
+/// Kamaji's per-component settings: `apiServer`, `controllerManager`, `scheduler`, `kine`.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PerComponent<T> {
+    /// For kube-apiserver.
+    #[serde(default = "Option::default")]
+    pub api_server: Option<T>,
+    /// For kube-controller-manager.
+    #[serde(default = "Option::default")]
+    pub controller_manager: Option<T>,
+    /// For kube-scheduler.
+    #[serde(default = "Option::default")]
+    pub scheduler: Option<T>,
+    /// For kine (SQL and NATS DataStores only).
+    #[serde(default = "Option::default")]
+    pub kine: Option<T>,
+}
+
+impl<T> Default for PerComponent<T> {
+    fn default() -> Self {
+        Self {
+            api_server: None,
+            controller_manager: None,
+            scheduler: None,
+            kine: None,
+        }
+    }
+}
+
+/// Kamaji's `additionalMetadata`: labels and annotations added to an object.
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct AdditionalMetadata {
+    /// Extra labels (never replacing kamaji-rs' own).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Kamaji's `registrySettings`: where the control-plane images come from.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrySettings {
+    /// Registry host (and path) of the images.
+    #[serde(default = "default_registry")]
+    pub registry: String,
+    /// Appended to every image tag (e.g. `-fips`).
+    #[serde(default)]
+    pub tag_suffix: String,
+    /// kube-apiserver's image name.
+    #[serde(default = "default_api_server_image")]
+    pub api_server_image: String,
+    /// kube-controller-manager's image name.
+    #[serde(default = "default_controller_manager_image")]
+    pub controller_manager_image: String,
+    /// kube-scheduler's image name.
+    #[serde(default = "default_scheduler_image")]
+    pub scheduler_image: String,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        Self {
+            registry: default_registry(),
+            tag_suffix: String::new(),
+            api_server_image: default_api_server_image(),
+            controller_manager_image: default_controller_manager_image(),
+            scheduler_image: default_scheduler_image(),
+        }
+    }
+}
+
+impl RegistrySettings {
+    /// `<registry>/<name>:<tag><tagSuffix>`, as Kamaji builds control-plane images.
+    pub fn image(&self, name: &str, tag: &str) -> String {
+        format!("{}/{name}:{tag}{}", self.registry, self.tag_suffix)
+    }
+}
+
+fn default_registry() -> String {
+    "registry.k8s.io".into()
+}
+
+fn default_api_server_image() -> String {
+    "kube-apiserver".into()
+}
+
+fn default_controller_manager_image() -> String {
+    "kube-controller-manager".into()
+}
+
+fn default_scheduler_image() -> String {
+    "kube-scheduler".into()
+}
+
+/// The Deployment customisation fields kamaji-rs acts on, read from the spec.
+/// A field that does not read as its type (the schema makes that unlikely) is
+/// left out here and stays listed among the fields not acted on.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeploymentCustomisation {
+    /// Images of the three control-plane components.
+    pub registry_settings: RegistrySettings,
+    /// Pod `nodeSelector`.
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Pod `runtimeClassName` (empty: none).
+    pub runtime_class_name: Option<String>,
+    /// Deployment strategy as written (`None`: Kamaji's default).
+    pub strategy: Option<DeploymentStrategy>,
+    /// Pod tolerations.
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Pod affinity.
+    pub affinity: Option<Affinity>,
+    /// Pod topology spread constraints (without a selector: the control-plane pods').
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+    /// Resources per component.
+    pub resources: PerComponent<ResourceRequirements>,
+    /// Extra flags per component, `--flag=value` or `--flag`.
+    pub extra_args: PerComponent<Vec<String>>,
+    /// Labels and annotations of the Deployment.
+    pub additional_metadata: AdditionalMetadata,
+    /// Labels and annotations of the pods.
+    pub pod_additional_metadata: AdditionalMetadata,
+    /// Init containers run before the control plane.
+    pub additional_init_containers: Vec<Container>,
+    /// Containers beside the control plane (placed before it, as Kamaji does).
+    pub additional_containers: Vec<Container>,
+    /// Volumes added to the pod (placed before kamaji-rs' own).
+    pub additional_volumes: Vec<Volume>,
+    /// Extra mounts per component.
+    pub additional_volume_mounts: PerComponent<Vec<VolumeMount>>,
+    /// The pods' service account (Kamaji's default: `default`).
+    pub service_account_name: Option<String>,
+}
+
+impl DeploymentSpec {
+    /// The customisation fields acted on, each read on its own.
+    pub fn customisation(&self) -> DeploymentCustomisation {
+        DeploymentCustomisation {
+            registry_settings: self.field("registrySettings").unwrap_or_default(),
+            node_selector: self.field("nodeSelector"),
+            runtime_class_name: self.field::<String>("runtimeClassName").filter(|n| !n.is_empty()),
+            strategy: self.field("strategy"),
+            tolerations: self.field("tolerations"),
+            affinity: self.field("affinity"),
+            topology_spread_constraints: self.field("topologySpreadConstraints"),
+            resources: self.field("resources").unwrap_or_default(),
+            extra_args: self.field("extraArgs").unwrap_or_default(),
+            additional_metadata: self.field("additionalMetadata").unwrap_or_default(),
+            pod_additional_metadata: self.field("podAdditionalMetadata").unwrap_or_default(),
+            additional_init_containers: self.field("additionalInitContainers").unwrap_or_default(),
+            additional_containers: self.field("additionalContainers").unwrap_or_default(),
+            additional_volumes: self.field("additionalVolumes").unwrap_or_default(),
+            additional_volume_mounts: self.field("additionalVolumeMounts").unwrap_or_default(),
+            service_account_name: self
+                .field::<String>("serviceAccountName")
+                .filter(|n| !n.is_empty()),
+        }
+    }
+
+    fn field<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        parse(self.not_acted_on.get(key)?)
+    }
+}
+
+/// The Service customisation fields kamaji-rs acts on, read from the spec.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceCustomisation {
+    /// Labels and annotations of the Service (e.g. a cloud's LoadBalancer annotations).
+    pub additional_metadata: AdditionalMetadata,
+    /// Ports added after the API server's (and konnectivity's).
+    pub additional_ports: Vec<AdditionalPort>,
+    /// `allocateLoadBalancerNodePorts` (LoadBalancer only; Kubernetes' default: true).
+    pub allocate_load_balancer_node_ports: Option<bool>,
+    /// `networkProfile.loadBalancerClass` (LoadBalancer only).
+    pub load_balancer_class: Option<String>,
+    /// `networkProfile.loadBalancerSourceRanges` (LoadBalancer only).
+    pub load_balancer_source_ranges: Vec<String>,
+}
+
+/// Kamaji's `additionalPorts` entry.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdditionalPort {
+    /// Port name.
+    pub name: String,
+    /// TCP (default), UDP or SCTP.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Application protocol.
+    #[serde(default)]
+    pub app_protocol: Option<String>,
+    /// Service port.
+    pub port: i32,
+    /// Pod port, number or name.
+    pub target_port: IntOrString,
+}
+
+impl TenantControlPlaneSpec {
+    /// The Service customisation fields acted on (from `controlPlane.service`
+    /// and `networkProfile`), each read on its own.
+    pub fn service_customisation(&self) -> ServiceCustomisation {
+        let service = &self.control_plane.service.not_acted_on;
+        let network = &self.network_profile.not_acted_on;
+        let field = |map: &BTreeMap<String, Value>, key: &str| map.get(key).cloned();
+        ServiceCustomisation {
+            additional_metadata: field(service, "additionalMetadata")
+                .and_then(|v| parse(&v))
+                .unwrap_or_default(),
+            additional_ports: field(service, "additionalPorts")
+                .and_then(|v| parse(&v))
+                .unwrap_or_default(),
+            allocate_load_balancer_node_ports: field(service, "allocateLoadBalancerNodePorts")
+                .and_then(|v| parse(&v)),
+            load_balancer_class: field(network, "loadBalancerClass").and_then(|v| parse(&v)),
+            load_balancer_source_ranges: field(network, "loadBalancerSourceRanges")
+                .and_then(|v| parse(&v))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(value: &Value) -> Option<T> {
+    T::deserialize(value).ok()
+}
+
+/// Whether `key` is a customisation field kamaji-rs acts on (the ones read by
+/// [`DeploymentSpec::customisation`] and
+/// [`TenantControlPlaneSpec::service_customisation`]) and reads as its type.
+fn acted_on(prefix: &str, key: &str, value: &Value) -> bool {
+    fn reads<T: DeserializeOwned>(value: &Value) -> bool {
+        T::deserialize(value).is_ok()
+    }
+    match (prefix, key) {
+        ("spec.controlPlane.deployment", "registrySettings") => reads::<RegistrySettings>(value),
+        ("spec.controlPlane.deployment", "nodeSelector") => reads::<BTreeMap<String, String>>(value),
+        ("spec.controlPlane.deployment", "runtimeClassName" | "serviceAccountName") => reads::<String>(value),
+        ("spec.controlPlane.deployment", "strategy") => reads::<DeploymentStrategy>(value),
+        ("spec.controlPlane.deployment", "tolerations") => reads::<Vec<Toleration>>(value),
+        ("spec.controlPlane.deployment", "affinity") => reads::<Affinity>(value),
+        ("spec.controlPlane.deployment", "topologySpreadConstraints") => {
+            reads::<Vec<TopologySpreadConstraint>>(value)
+        }
+        ("spec.controlPlane.deployment", "resources") => reads::<PerComponent<ResourceRequirements>>(value),
+        ("spec.controlPlane.deployment", "extraArgs") => reads::<PerComponent<Vec<String>>>(value),
+        ("spec.controlPlane.deployment" | "spec.controlPlane.service", "additionalMetadata")
+        | ("spec.controlPlane.deployment", "podAdditionalMetadata") => reads::<AdditionalMetadata>(value),
+        ("spec.controlPlane.deployment", "additionalInitContainers" | "additionalContainers") => {
+            reads::<Vec<Container>>(value)
+        }
+        ("spec.controlPlane.deployment", "additionalVolumes") => reads::<Vec<Volume>>(value),
+        ("spec.controlPlane.deployment", "additionalVolumeMounts") => {
+            reads::<PerComponent<Vec<VolumeMount>>>(value)
+        }
+        ("spec.controlPlane.service", "additionalPorts") => reads::<Vec<AdditionalPort>>(value),
+        ("spec.controlPlane.service", "allocateLoadBalancerNodePorts") => reads::<bool>(value),
+        ("spec.networkProfile", "loadBalancerClass") => reads::<String>(value),
+        ("spec.networkProfile", "loadBalancerSourceRanges") => reads::<Vec<String>>(value),
+        _ => false,
+    }
 }
 
 impl Default for DeploymentSpec {
@@ -185,7 +458,8 @@ pub struct ServiceSpec {
     /// Service type: ClusterIP (default), NodePort or LoadBalancer.
     #[serde(default)]
     pub service_type: ServiceType,
-    /// Fields of Kamaji's Service spec (additionalMetadata...) kept but not acted on.
+    /// Kamaji's other Service fields as written; those not read by
+    /// [`TenantControlPlaneSpec::service_customisation`] are kept but not acted on.
     #[serde(flatten)]
     pub not_acted_on: BTreeMap<String, Value>,
 }
@@ -413,8 +687,17 @@ impl TenantControlPlaneSpec {
                 extra
                     .iter()
                     .filter(|(key, value)| !is_kamaji_default(prefix, key, value))
+                    .filter(|(key, value)| !acted_on(prefix, key, value))
                     .map(|(key, _)| format!("{prefix}.{key}")),
             );
+        }
+        // No kine container runs on an etcd DataStore: its settings mean nothing yet.
+        let customisation = self.control_plane.deployment.customisation();
+        if customisation.resources.kine.is_some() {
+            fields.push("spec.controlPlane.deployment.resources.kine".into());
+        }
+        if customisation.extra_args.kine.is_some() {
+            fields.push("spec.controlPlane.deployment.extraArgs.kine".into());
         }
         if let Some(server) = self
             .addons
@@ -839,10 +1122,112 @@ mod tests {
         spec.control_plane
             .deployment
             .not_acted_on
-            .insert("serviceAccountName".into(), json!("tenant"));
+            .insert("podSecurityContext".into(), json!({"runAsNonRoot": true}));
         assert_eq!(
             spec.fields_not_acted_on(),
-            ["spec.controlPlane.deployment.serviceAccountName"]
+            ["spec.controlPlane.deployment.podSecurityContext"]
+        );
+    }
+
+    #[test]
+    fn every_field_the_builders_read_is_not_reported_as_not_acted_on() {
+        let mut spec = TenantControlPlaneSpec {
+            kubernetes: kubernetes("v1.37.2"),
+            ..TenantControlPlaneSpec::default()
+        };
+        let mount = json!([{"name": "v", "mountPath": "/v"}]);
+        let fields = [
+            ("registrySettings", json!({"registry": "mirror.example.com"})),
+            ("nodeSelector", json!({"a": "b"})),
+            ("runtimeClassName", json!("gvisor")),
+            ("strategy", json!({"type": "Recreate"})),
+            ("tolerations", json!([{"operator": "Exists"}])),
+            ("affinity", json!({"nodeAffinity": {}})),
+            (
+                "topologySpreadConstraints",
+                json!([{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "DoNotSchedule"}]),
+            ),
+            ("resources", json!({"scheduler": {"limits": {"cpu": "1"}}})),
+            ("extraArgs", json!({"apiServer": ["--v=2"]})),
+            ("additionalMetadata", json!({"labels": {"a": "b"}})),
+            ("podAdditionalMetadata", json!({"annotations": {"a": "b"}})),
+            ("additionalInitContainers", json!([{"name": "init"}])),
+            ("additionalContainers", json!([{"name": "sidecar"}])),
+            ("additionalVolumes", json!([{"name": "v", "emptyDir": {}}])),
+            ("additionalVolumeMounts", json!({"apiServer": mount})),
+            ("serviceAccountName", json!("tenant")),
+        ];
+        for (key, value) in fields {
+            spec.control_plane
+                .deployment
+                .not_acted_on
+                .insert(key.into(), value);
+        }
+        let service = &mut spec.control_plane.service.not_acted_on;
+        service.insert("additionalMetadata".into(), json!({"annotations": {"a": "b"}}));
+        service.insert(
+            "additionalPorts".into(),
+            json!([{"name": "m", "port": 1, "targetPort": 1}]),
+        );
+        service.insert("allocateLoadBalancerNodePorts".into(), json!(false));
+        let network = &mut spec.network_profile.not_acted_on;
+        network.insert("loadBalancerClass".into(), json!("example.com/lb"));
+        network.insert("loadBalancerSourceRanges".into(), json!(["192.0.2.0/24"]));
+        assert_eq!(spec.fields_not_acted_on(), Vec::<String>::new());
+        let custom = spec.control_plane.deployment.customisation();
+        let default = DeploymentCustomisation::default();
+        assert_ne!(custom.registry_settings, default.registry_settings);
+        assert!(custom.node_selector.is_some() && custom.runtime_class_name.is_some());
+        assert!(custom.strategy.is_some() && custom.tolerations.is_some() && custom.affinity.is_some());
+        assert!(custom.topology_spread_constraints.is_some());
+        assert!(custom.resources.scheduler.is_some() && custom.extra_args.api_server.is_some());
+        assert_ne!(custom.additional_metadata, default.additional_metadata);
+        assert_ne!(custom.pod_additional_metadata, default.pod_additional_metadata);
+        assert_eq!(custom.additional_init_containers.len(), 1);
+        assert_eq!(custom.additional_containers.len(), 1);
+        assert_eq!(custom.additional_volumes.len(), 1);
+        assert!(custom.additional_volume_mounts.api_server.is_some());
+        assert_eq!(custom.service_account_name.as_deref(), Some("tenant"));
+        let service = spec.service_customisation();
+        assert_eq!(service.additional_ports.len(), 1);
+        assert_eq!(service.allocate_load_balancer_node_ports, Some(false));
+        assert_eq!(service.load_balancer_source_ranges, ["192.0.2.0/24"]);
+        assert!(!service.additional_metadata.annotations.is_empty());
+    }
+
+    #[test]
+    fn customisation_fields_are_acted_on_unless_they_do_not_read_or_are_for_kine() {
+        let mut spec = TenantControlPlaneSpec {
+            kubernetes: kubernetes("v1.37.2"),
+            ..TenantControlPlaneSpec::default()
+        };
+        let deployment = &mut spec.control_plane.deployment.not_acted_on;
+        deployment.insert("serviceAccountName".into(), json!("tenant"));
+        deployment.insert("nodeSelector".into(), json!({"a": "b"}));
+        deployment.insert(
+            "resources".into(),
+            json!({"apiServer": {"requests": {"cpu": "1"}}}),
+        );
+        deployment.insert("extraArgs".into(), json!({"kine": ["--debug"]}));
+        deployment.insert("tolerations".into(), json!("not a list"));
+        let service = &mut spec.control_plane.service.not_acted_on;
+        service.insert("additionalMetadata".into(), json!({"annotations": {"a": "b"}}));
+        let network = &mut spec.network_profile.not_acted_on;
+        network.insert("loadBalancerClass".into(), json!("example.com/lb"));
+        network.insert("loadBalancerSourceRanges".into(), json!(["192.0.2.0/24"]));
+        assert_eq!(
+            spec.fields_not_acted_on(),
+            [
+                "spec.controlPlane.deployment.tolerations",
+                "spec.controlPlane.deployment.extraArgs.kine"
+            ]
+        );
+        let custom = spec.control_plane.deployment.customisation();
+        assert_eq!(custom.service_account_name.as_deref(), Some("tenant"));
+        assert_eq!(custom.tolerations, None);
+        assert_eq!(
+            spec.service_customisation().load_balancer_class.as_deref(),
+            Some("example.com/lb")
         );
     }
 

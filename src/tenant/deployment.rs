@@ -2,6 +2,9 @@
 //! and kube-scheduler (plus konnectivity-server with the addon) with kubeadm's
 //! static-pod flags, every Secret mounted read-only, and ONE pod-template
 //! checksum over all mounted material, so a batch of rotations is one rollout.
+//! Kamaji's Deployment customisation (images, scheduling, resources, extra
+//! args, containers, volumes, metadata, service account, strategy) is applied
+//! around that core as Kamaji applies it; our labels and checksum always win.
 
 use std::collections::BTreeMap;
 
@@ -13,13 +16,19 @@ use k8s_openapi::{
             ProjectedVolumeSource, SecretProjection, Volume, VolumeMount, VolumeProjection,
         },
     },
-    apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
+    apimachinery::pkg::{
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
 };
 use sha2::{Digest, Sha256};
 
 use super::meta::{TenantRef, suffix};
 use crate::{
-    api::TenantControlPlaneSpec,
+    api::{
+        TenantControlPlaneSpec,
+        tenant_control_plane::{DeploymentCustomisation, PerComponent},
+    },
     pki::catalog::{self, Component, Row},
 };
 
@@ -135,64 +144,241 @@ pub fn desired(
     material_checksum: &str,
 ) -> Deployment {
     let konnectivity = spec.konnectivity().is_some();
-    let mut template_labels = tenant.labels(suffix::DEPLOYMENT);
-    template_labels.extend(tenant.pod_selector());
-    let mut containers = vec![
-        api_server(spec, datastore, tokens),
-        controller_manager(tenant, spec),
-        scheduler(spec),
-    ];
+    let custom = spec.control_plane.deployment.customisation();
+    // Kamaji places the user's containers and volumes before its own.
+    let mut containers = custom.additional_containers.clone();
+    containers.extend([
+        api_server(spec, &custom, datastore, tokens),
+        controller_manager(tenant, spec, &custom),
+        scheduler(spec, &custom),
+    ]);
     if let Some(addon) = spec.konnectivity() {
         containers.push(konnectivity_server(tenant, spec, addon));
     }
-    let components = components(konnectivity);
-    let volumes = components
-        .iter()
-        .map(|component| files_volume(tenant, *component, konnectivity))
-        .collect();
+    let mut volumes = custom.additional_volumes.clone();
+    volumes.extend(
+        components(konnectivity)
+            .iter()
+            .map(|component| files_volume(tenant, *component, konnectivity)),
+    );
+    let selector = LabelSelector {
+        match_labels: Some(tenant.pod_selector()),
+        match_expressions: None,
+    };
     Deployment {
-        metadata: {
-            let mut meta = tenant.object_meta(suffix::DEPLOYMENT);
-            meta.name = Some(tenant.name.clone());
-            meta
-        },
+        metadata: deployment_meta(tenant, &custom),
         spec: DeploymentSpec {
             replicas: Some(spec.control_plane.deployment.replicas),
-            selector: LabelSelector {
-                match_labels: Some(tenant.pod_selector()),
-                match_expressions: None,
-            },
-            // Surge a full new set before removing old pods: the tenant keeps
-            // serving with the old material until the new pods are ready.
-            strategy: Some(DeploymentStrategy {
-                type_: Some("RollingUpdate".into()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(IntOrString::String("100%".into())),
-                    max_unavailable: Some(IntOrString::Int(0)),
-                }),
-            }),
+            strategy: Some(strategy(custom.strategy.clone())),
             template: PodTemplateSpec {
-                metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                    labels: Some(template_labels),
-                    annotations: Some(BTreeMap::from([(
-                        MATERIAL_CHECKSUM.to_string(),
-                        material_checksum.to_string(),
-                    )])),
-                    ..Default::default()
-                }),
+                metadata: Some(pod_meta(tenant, &custom, material_checksum)),
                 spec: Some(PodSpec {
+                    init_containers: non_empty_vec(custom.additional_init_containers.clone()),
                     containers,
                     volumes: Some(volumes),
+                    node_selector: custom.node_selector.clone(),
+                    tolerations: custom.tolerations.clone(),
+                    affinity: custom.affinity.clone(),
+                    topology_spread_constraints: topology_spread(&custom, &selector),
+                    runtime_class_name: custom.runtime_class_name.clone(),
+                    // Kamaji's default when none is named.
+                    service_account_name: Some(
+                        custom
+                            .service_account_name
+                            .clone()
+                            .unwrap_or_else(|| "default".into()),
+                    ),
                     // Tenant components talk to the management cluster's API never.
                     automount_service_account_token: Some(false),
                     ..PodSpec::default()
                 }),
             },
+            selector,
             ..DeploymentSpec::default()
         },
         status: None,
     }
 }
+
+/// The Deployment's metadata: Kamaji's `additionalMetadata`, under our labels.
+fn deployment_meta(tenant: &TenantRef, custom: &DeploymentCustomisation) -> ObjectMeta {
+    let mut meta = tenant.object_meta(suffix::DEPLOYMENT);
+    meta.name = Some(tenant.name.clone());
+    let mut labels = custom.additional_metadata.labels.clone();
+    labels.extend(meta.labels.take().unwrap_or_default());
+    meta.labels = Some(labels);
+    meta.annotations = non_empty(custom.additional_metadata.annotations.clone());
+    meta
+}
+
+/// The pod template's metadata: Kamaji's `podAdditionalMetadata` first, then
+/// ours, so the selector labels and the material checksum always win.
+fn pod_meta(tenant: &TenantRef, custom: &DeploymentCustomisation, material_checksum: &str) -> ObjectMeta {
+    let mut labels = custom.pod_additional_metadata.labels.clone();
+    labels.extend(tenant.labels(suffix::DEPLOYMENT));
+    labels.extend(tenant.pod_selector());
+    let mut annotations = custom.pod_additional_metadata.annotations.clone();
+    annotations.insert(MATERIAL_CHECKSUM.to_string(), material_checksum.to_string());
+    ObjectMeta {
+        labels: Some(labels),
+        annotations: Some(annotations),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Kamaji's strategy handling: unset or RollingUpdate without parameters is a
+/// surge of a full new set before old pods go (the tenant keeps serving with
+/// the old material until the new pods are ready); Recreate has no parameters;
+/// given parameters are kept. Any strategy rolls on a checksum change.
+fn strategy(written: Option<DeploymentStrategy>) -> DeploymentStrategy {
+    let blue_green = || RollingUpdateDeployment {
+        max_surge: Some(IntOrString::String("100%".into())),
+        max_unavailable: Some(IntOrString::Int(0)),
+    };
+    let Some(written) = written else {
+        return DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(blue_green()),
+        };
+    };
+    match written.type_.as_deref() {
+        Some("Recreate") => DeploymentStrategy {
+            type_: written.type_,
+            rolling_update: None,
+        },
+        _ => DeploymentStrategy {
+            type_: Some(written.type_.unwrap_or_else(|| "RollingUpdate".into())),
+            rolling_update: Some(written.rolling_update.unwrap_or_else(blue_green)),
+        },
+    }
+}
+
+/// Kamaji's topology spread constraints; one without a selector spreads the control-plane pods.
+fn topology_spread(
+    custom: &DeploymentCustomisation,
+    selector: &LabelSelector,
+) -> Option<Vec<k8s_openapi::api::core::v1::TopologySpreadConstraint>> {
+    let mut constraints = custom.topology_spread_constraints.clone()?;
+    for constraint in &mut constraints {
+        if constraint.label_selector.is_none() {
+            constraint.label_selector = Some(selector.clone());
+        }
+    }
+    Some(constraints)
+}
+
+fn non_default<T: Default + PartialEq>(value: T) -> Option<T> {
+    (value != T::default()).then_some(value)
+}
+
+fn non_empty(map: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    (!map.is_empty()).then_some(map)
+}
+
+fn non_empty_vec<T>(items: Vec<T>) -> Option<Vec<T>> {
+    (!items.is_empty()).then_some(items)
+}
+
+/// One component's value of a per-component setting.
+fn of<T: Clone + Default>(settings: &PerComponent<T>, component: Component) -> T {
+    let value = match component {
+        Component::ApiServer => &settings.api_server,
+        Component::ControllerManager => &settings.controller_manager,
+        Component::Scheduler => &settings.scheduler,
+        _ => &None,
+    };
+    value.clone().unwrap_or_default()
+}
+
+/// The container's own files mount, then Kamaji's extra mounts for it.
+fn mounts(custom: &DeploymentCustomisation, component: Component) -> Vec<VolumeMount> {
+    let mut mounts = vec![files_mount(component)];
+    mounts.extend(of(&custom.additional_volume_mounts, component));
+    mounts
+}
+
+/// `--flag` of an argument `--flag=value` (or of a bare `--flag`).
+fn flag_name(arg: &str) -> &str {
+    arg.split_once('=').map_or(arg, |(flag, _)| flag)
+}
+
+/// Kamaji's kube-apiserver merge: `managed` flags always win (a user duplicate is
+/// dropped); the other defaults give way to a user flag of the same name; the
+/// user's flags follow verbatim, in order, repeats kept.
+fn merge_api_server_args(defaults: Vec<String>, managed: &[&str], extra: &[String]) -> Vec<String> {
+    let extra: Vec<&String> = extra
+        .iter()
+        .filter(|arg| !managed.contains(&flag_name(arg)))
+        .collect();
+    let mut args: Vec<String> = defaults
+        .into_iter()
+        .filter(|arg| {
+            let flag = flag_name(arg);
+            managed.contains(&flag) || !extra.iter().any(|e| flag_name(e) == flag)
+        })
+        .collect();
+    args.extend(extra.into_iter().cloned());
+    args
+}
+
+/// Kamaji's controller-manager merge: the user's flags replace ours of the same
+/// name (in place) and the rest follow, one value per flag.
+fn override_args(defaults: Vec<String>, extra: &[String]) -> Vec<String> {
+    let mut args = defaults;
+    for arg in extra {
+        match args.iter_mut().find(|a| flag_name(a) == flag_name(arg)) {
+            Some(existing) => existing.clone_from(arg),
+            None => args.push(arg.clone()),
+        }
+    }
+    args
+}
+
+/// Kamaji's scheduler merge: the user's flags come first, ours replace any of the same name.
+fn args_under_ours(ours: Vec<String>, extra: &[String]) -> Vec<String> {
+    let mut args = Vec::new();
+    for arg in extra {
+        let flag = flag_name(arg);
+        if ours.iter().any(|o| flag_name(o) == flag) {
+            continue;
+        }
+        match args.iter_mut().find(|a: &&mut String| flag_name(a) == flag) {
+            Some(existing) => existing.clone_from(arg),
+            None => args.push(arg.clone()),
+        }
+    }
+    args.extend(ours);
+    args
+}
+
+/// kube-apiserver flags Kamaji always sets itself, plus kamaji-rs' token
+/// settings (the service-account key rotation's grace relies on them).
+const API_SERVER_MANAGED: &[&str] = &[
+    "--advertise-address",
+    "--client-ca-file",
+    "--enable-admission-plugins",
+    "--service-cluster-ip-range",
+    "--kubelet-client-certificate",
+    "--kubelet-client-key",
+    "--kubelet-preferred-address-types",
+    "--proxy-client-cert-file",
+    "--proxy-client-key-file",
+    "--requestheader-allowed-names",
+    "--requestheader-client-ca-file",
+    "--secure-port",
+    "--service-account-key-file",
+    "--service-account-signing-key-file",
+    "--tls-cert-file",
+    "--tls-private-key-file",
+    "--etcd-compaction-interval",
+    "--etcd-prefix",
+    "--etcd-servers",
+    "--etcd-cafile",
+    "--etcd-certfile",
+    "--etcd-keyfile",
+    "--service-account-extend-token-expiration",
+    "--service-account-max-token-expiration",
+];
 
 /// The containers of the pod.
 fn components(konnectivity: bool) -> Vec<Component> {
@@ -277,9 +463,9 @@ fn https_probe(path: &str, port: i32, failure_threshold: i32) -> Probe {
     }
 }
 
-fn image(component: &str, spec: &TenantControlPlaneSpec) -> String {
+fn image(name: &str, spec: &TenantControlPlaneSpec, custom: &DeploymentCustomisation) -> String {
     // Kamaji accepts versions without the `v` that image tags carry.
-    format!("registry.k8s.io/{component}:{}", spec.kubernetes.image_tag())
+    custom.registry_settings.image(name, &spec.kubernetes.image_tag())
 }
 
 /// The service CIDR (Kamaji's `serviceCidrs` when `serviceCidr` is empty).
@@ -303,6 +489,7 @@ fn pki(file: &str) -> String {
 
 fn api_server(
     spec: &TenantControlPlaneSpec,
+    custom: &DeploymentCustomisation,
     datastore: &DatastoreWiring,
     tokens: &TokenSettings,
 ) -> Container {
@@ -371,9 +558,14 @@ fn api_server(
     ]);
     Container {
         name: "kube-apiserver".into(),
-        image: Some(image("kube-apiserver", spec)),
+        image: Some(image(&custom.registry_settings.api_server_image, spec, custom)),
         command: Some(vec!["kube-apiserver".into()]),
-        args: Some(flags(&args)),
+        args: Some(merge_api_server_args(
+            flags(&args),
+            API_SERVER_MANAGED,
+            &of(&custom.extra_args, Component::ApiServer),
+        )),
+        resources: non_default(of(&custom.resources, Component::ApiServer)),
         ports: Some(vec![ContainerPort {
             name: Some("kube-apiserver".into()),
             container_port: network.port,
@@ -383,12 +575,16 @@ fn api_server(
         liveness_probe: Some(https_probe("/livez", network.port, 8)),
         readiness_probe: Some(https_probe("/readyz", network.port, 3)),
         startup_probe: Some(https_probe("/livez", network.port, 24)),
-        volume_mounts: Some(vec![files_mount(Component::ApiServer)]),
+        volume_mounts: Some(mounts(custom, Component::ApiServer)),
         ..Container::default()
     }
 }
 
-fn controller_manager(tenant: &TenantRef, spec: &TenantControlPlaneSpec) -> Container {
+fn controller_manager(
+    tenant: &TenantRef,
+    spec: &TenantControlPlaneSpec,
+    custom: &DeploymentCustomisation,
+) -> Container {
     let kubeconfig = format!("{KUBECONFIG_DIR}/controller-manager.conf");
     let network = &spec.network_profile;
     // Without a pod CIDR (Kamaji's `podCidr: ""`) the controller-manager allocates none.
@@ -415,17 +611,25 @@ fn controller_manager(tenant: &TenantRef, spec: &TenantControlPlaneSpec) -> Cont
     ]);
     Container {
         name: "kube-controller-manager".into(),
-        image: Some(image("kube-controller-manager", spec)),
+        image: Some(image(
+            &custom.registry_settings.controller_manager_image,
+            spec,
+            custom,
+        )),
         command: Some(vec!["kube-controller-manager".into()]),
-        args: Some(flags(&args)),
+        args: Some(override_args(
+            flags(&args),
+            &of(&custom.extra_args, Component::ControllerManager),
+        )),
+        resources: non_default(of(&custom.resources, Component::ControllerManager)),
         liveness_probe: Some(https_probe("/healthz", CONTROLLER_MANAGER_PORT, 8)),
         startup_probe: Some(https_probe("/healthz", CONTROLLER_MANAGER_PORT, 24)),
-        volume_mounts: Some(vec![files_mount(Component::ControllerManager)]),
+        volume_mounts: Some(mounts(custom, Component::ControllerManager)),
         ..Container::default()
     }
 }
 
-fn scheduler(spec: &TenantControlPlaneSpec) -> Container {
+fn scheduler(spec: &TenantControlPlaneSpec, custom: &DeploymentCustomisation) -> Container {
     let kubeconfig = format!("{KUBECONFIG_DIR}/scheduler.conf");
     let args = [
         ("authentication-kubeconfig", kubeconfig.clone()),
@@ -436,12 +640,16 @@ fn scheduler(spec: &TenantControlPlaneSpec) -> Container {
     ];
     Container {
         name: "kube-scheduler".into(),
-        image: Some(image("kube-scheduler", spec)),
+        image: Some(image(&custom.registry_settings.scheduler_image, spec, custom)),
         command: Some(vec!["kube-scheduler".into()]),
-        args: Some(flags(&args)),
+        args: Some(args_under_ours(
+            flags(&args),
+            &of(&custom.extra_args, Component::Scheduler),
+        )),
+        resources: non_default(of(&custom.resources, Component::Scheduler)),
         liveness_probe: Some(https_probe("/healthz", SCHEDULER_PORT, 8)),
         startup_probe: Some(https_probe("/healthz", SCHEDULER_PORT, 24)),
-        volume_mounts: Some(vec![files_mount(Component::Scheduler)]),
+        volume_mounts: Some(mounts(custom, Component::Scheduler)),
         ..Container::default()
     }
 }
@@ -496,6 +704,8 @@ fn konnectivity_server(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::{
         api::tenant_control_plane::{Addons, Konnectivity, KubernetesSpec},
@@ -607,6 +817,316 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A spec with Kamaji's Deployment field `key` set to `value`.
+    fn with(key: &str, value: serde_json::Value) -> TenantControlPlaneSpec {
+        let mut spec = spec(false);
+        spec.control_plane
+            .deployment
+            .not_acted_on
+            .insert(key.into(), value);
+        spec
+    }
+
+    fn render(spec: &TenantControlPlaneSpec) -> Deployment {
+        desired(
+            &tenant("k8s-133", "default"),
+            spec,
+            &wiring(),
+            &TokenSettings::default(),
+            "abc",
+        )
+    }
+
+    fn pod(d: &Deployment) -> &PodSpec {
+        d.spec.template.spec.as_ref().expect("pod spec")
+    }
+
+    fn args(d: &Deployment, name: &str) -> Vec<String> {
+        container(d, name).args.clone().unwrap_or_default()
+    }
+
+    #[test]
+    fn resources_are_set_per_component() {
+        let d = render(&with(
+            "resources",
+            json!({
+                "apiServer": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+                "controllerManager": {"requests": {"cpu": "125m"}},
+                "scheduler": {"limits": {"cpu": "100m"}},
+            }),
+        ));
+        let requests = |name: &str, resource: &str| {
+            container(&d, name)
+                .resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get(resource))
+                .map(|q| q.0.clone())
+        };
+        assert_eq!(requests("kube-apiserver", "cpu").as_deref(), Some("250m"));
+        assert_eq!(requests("kube-apiserver", "memory").as_deref(), Some("512Mi"));
+        assert_eq!(
+            requests("kube-controller-manager", "cpu").as_deref(),
+            Some("125m")
+        );
+        let scheduler_limits = container(&d, "kube-scheduler")
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .unwrap_or_default();
+        assert_eq!(scheduler_limits["cpu"].0, "100m");
+        assert_eq!(
+            render(&spec(false)).spec.template.spec.expect("pod").containers[0].resources,
+            None
+        );
+    }
+
+    #[test]
+    fn scheduling_fields_reach_the_pod() {
+        let mut spec = with(
+            "nodeSelector",
+            json!({"node-role.kubernetes.io/control-plane": ""}),
+        );
+        let custom = &mut spec.control_plane.deployment.not_acted_on;
+        custom.insert(
+            "tolerations".into(),
+            json!([{"key": "dedicated", "operator": "Equal", "value": "kamaji", "effect": "NoSchedule"}]),
+        );
+        custom.insert(
+            "affinity".into(),
+            json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                 "labelSelector": {"matchLabels": {"kamaji.clastix.io/name": "k8s-133"}}}}]}}),
+        );
+        custom.insert(
+            "topologySpreadConstraints".into(),
+            json!([{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}]),
+        );
+        custom.insert("runtimeClassName".into(), json!("gvisor"));
+        let d = render(&spec);
+        let pod = pod(&d);
+        assert_eq!(
+            pod.node_selector.clone().unwrap_or_default()["node-role.kubernetes.io/control-plane"],
+            ""
+        );
+        assert_eq!(
+            pod.tolerations.as_ref().map(|t| t[0].key.clone()),
+            Some(Some("dedicated".into()))
+        );
+        let anti = pod.affinity.as_ref().and_then(|a| a.pod_anti_affinity.as_ref());
+        assert!(anti.is_some(), "affinity: {:?}", pod.affinity);
+        let spread = pod.topology_spread_constraints.clone().unwrap_or_default();
+        assert_eq!(spread[0].topology_key, "topology.kubernetes.io/zone");
+        assert_eq!(
+            spread[0]
+                .label_selector
+                .as_ref()
+                .and_then(|s| s.match_labels.clone()),
+            Some(tenant("k8s-133", "default").pod_selector()),
+            "a constraint without a selector spreads the control-plane pods"
+        );
+        assert_eq!(pod.runtime_class_name.as_deref(), Some("gvisor"));
+    }
+
+    #[test]
+    fn extra_args_follow_kamajis_merge_per_component() {
+        let d = render(&with(
+            "extraArgs",
+            json!({
+                "apiServer": ["--audit-log-maxage=30", "--authorization-mode=RBAC", "--secure-port=1",
+                              "--feature-gates=A=true", "--feature-gates=B=true"],
+                "controllerManager": ["--leader-elect=false", "--v=4"],
+                "scheduler": ["--leader-elect=false", "--v=2"],
+            }),
+        ));
+        let api = args(&d, "kube-apiserver");
+        assert!(api.contains(&"--audit-log-maxage=30".to_string()));
+        assert!(
+            api.contains(&"--authorization-mode=RBAC".to_string()),
+            "a default gives way"
+        );
+        assert!(!api.contains(&"--authorization-mode=Node,RBAC".to_string()));
+        assert!(
+            api.contains(&"--secure-port=6443".to_string()),
+            "a managed flag wins"
+        );
+        assert!(!api.contains(&"--secure-port=1".to_string()));
+        let gates: Vec<_> = api.iter().filter(|a| a.starts_with("--feature-gates=")).collect();
+        assert_eq!(gates.len(), 2, "repeated user flags are kept verbatim: {api:?}");
+        let cm = args(&d, "kube-controller-manager");
+        assert!(
+            cm.contains(&"--leader-elect=false".to_string()),
+            "extra args override: {cm:?}"
+        );
+        assert!(!cm.contains(&"--leader-elect=true".to_string()));
+        assert!(cm.contains(&"--v=4".to_string()));
+        let scheduler = args(&d, "kube-scheduler");
+        assert!(
+            scheduler.contains(&"--leader-elect=true".to_string()),
+            "Kamaji's scheduler flags win"
+        );
+        assert!(!scheduler.contains(&"--leader-elect=false".to_string()));
+        assert!(scheduler.contains(&"--v=2".to_string()));
+    }
+
+    #[test]
+    fn registry_settings_build_the_image_names() {
+        let d = render(&with(
+            "registrySettings",
+            json!({"registry": "mirror.example.com/k8s", "tagSuffix": "-fips",
+                   "apiServerImage": "apiserver", "controllerManagerImage": "cm", "schedulerImage": "sched"}),
+        ));
+        assert_eq!(
+            container(&d, "kube-apiserver").image.as_deref(),
+            Some("mirror.example.com/k8s/apiserver:v1.37.2-fips")
+        );
+        assert_eq!(
+            container(&d, "kube-controller-manager").image.as_deref(),
+            Some("mirror.example.com/k8s/cm:v1.37.2-fips")
+        );
+        assert_eq!(
+            container(&d, "kube-scheduler").image.as_deref(),
+            Some("mirror.example.com/k8s/sched:v1.37.2-fips")
+        );
+        let partial = render(&with(
+            "registrySettings",
+            json!({"registry": "mirror.example.com"}),
+        ));
+        assert_eq!(
+            container(&partial, "kube-scheduler").image.as_deref(),
+            Some("mirror.example.com/kube-scheduler:v1.37.2")
+        );
+    }
+
+    #[test]
+    fn additional_containers_volumes_and_mounts_are_added_beside_ours() {
+        let mut spec = with(
+            "additionalInitContainers",
+            json!([{"name": "wait", "image": "busybox", "command": ["true"]}]),
+        );
+        let custom = &mut spec.control_plane.deployment.not_acted_on;
+        custom.insert(
+            "additionalContainers".into(),
+            json!([{"name": "sidecar", "image": "nginx"}]),
+        );
+        custom.insert(
+            "additionalVolumes".into(),
+            json!([{"name": "audit", "emptyDir": {}}, {"name": "policy", "configMap": {"name": "policy"}}]),
+        );
+        custom.insert(
+            "additionalVolumeMounts".into(),
+            json!({"apiServer": [{"name": "audit", "mountPath": "/var/log/audit"}],
+                   "controllerManager": [{"name": "policy", "mountPath": "/etc/policy", "readOnly": true}],
+                   "scheduler": [{"name": "policy", "mountPath": "/etc/policy"}]}),
+        );
+        let d = render(&spec);
+        let pod = pod(&d);
+        assert_eq!(
+            pod.init_containers.as_ref().map(|c| c[0].name.as_str()),
+            Some("wait")
+        );
+        assert_eq!(
+            pod.containers[0].name, "sidecar",
+            "Kamaji places the user's containers first"
+        );
+        assert_eq!(pod.containers.len(), 4);
+        let volumes: Vec<_> = pod.volumes.iter().flatten().map(|v| v.name.as_str()).collect();
+        assert_eq!(&volumes[..2], ["audit", "policy"]);
+        assert!(
+            volumes.contains(&"kube-apiserver-files"),
+            "our files volumes stay: {volumes:?}"
+        );
+        let mount_paths = |name: &str| -> Vec<String> {
+            container(&d, name)
+                .volume_mounts
+                .iter()
+                .flatten()
+                .map(|m| m.mount_path.clone())
+                .collect()
+        };
+        assert_eq!(
+            mount_paths("kube-apiserver"),
+            ["/etc/kubernetes", "/var/log/audit"]
+        );
+        assert_eq!(
+            mount_paths("kube-controller-manager"),
+            ["/etc/kubernetes", "/etc/policy"]
+        );
+        assert_eq!(mount_paths("kube-scheduler"), ["/etc/kubernetes", "/etc/policy"]);
+    }
+
+    #[test]
+    fn additional_metadata_never_replaces_our_labels_or_the_checksum() {
+        let mut spec = with(
+            "additionalMetadata",
+            json!({"labels": {"team": "infra", "kamaji.clastix.io/name": "other"},
+                   "annotations": {"owner": "infra@example.com"}}),
+        );
+        spec.control_plane.deployment.not_acted_on.insert(
+            "podAdditionalMetadata".into(),
+            json!({"labels": {"tier": "cp", "kamaji.clastix.io/component": "x"},
+                   "annotations": {"prometheus.io/scrape": "true", MATERIAL_CHECKSUM: "forged"}}),
+        );
+        let d = render(&spec);
+        let labels = d.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels["team"], "infra");
+        assert_eq!(labels["kamaji.clastix.io/name"], "k8s-133");
+        assert_eq!(
+            d.metadata.annotations.clone().unwrap_or_default()["owner"],
+            "infra@example.com"
+        );
+        let template = d.spec.template.metadata.clone().unwrap_or_default();
+        let pod_labels = template.labels.unwrap_or_default();
+        assert_eq!(pod_labels["tier"], "cp");
+        for (key, value) in tenant("k8s-133", "default").pod_selector() {
+            assert_eq!(pod_labels[&key], value, "the selector label {key} is ours");
+        }
+        let pod_annotations = template.annotations.unwrap_or_default();
+        assert_eq!(pod_annotations["prometheus.io/scrape"], "true");
+        assert_eq!(pod_annotations[MATERIAL_CHECKSUM], "abc");
+    }
+
+    #[test]
+    fn the_service_account_is_kamajis_default_or_the_named_one() {
+        assert_eq!(
+            pod(&render(&spec(false))).service_account_name.as_deref(),
+            Some("default")
+        );
+        let d = render(&with("serviceAccountName", json!("tenant-cp")));
+        assert_eq!(pod(&d).service_account_name.as_deref(), Some("tenant-cp"));
+        assert_eq!(pod(&d).automount_service_account_token, Some(false));
+    }
+
+    #[test]
+    fn strategy_follows_kamaji_and_defaults_to_a_full_surge() {
+        let default = render(&spec(false)).spec.strategy.unwrap_or_default();
+        assert_eq!(default.type_.as_deref(), Some("RollingUpdate"));
+        let rolling = default.rolling_update.unwrap_or_default();
+        assert_eq!(rolling.max_surge, Some(IntOrString::String("100%".into())));
+        assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
+        let recreate = render(&with("strategy", json!({"type": "Recreate"})));
+        assert_eq!(
+            recreate.spec.strategy,
+            Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                rolling_update: None
+            })
+        );
+        let custom = render(&with(
+            "strategy",
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}}),
+        ));
+        let rolling = custom
+            .spec
+            .strategy
+            .and_then(|s| s.rolling_update)
+            .unwrap_or_default();
+        assert_eq!(rolling.max_surge, Some(IntOrString::Int(1)));
+        assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(1)));
+        let bare = render(&with("strategy", json!({"type": "RollingUpdate"})));
+        assert_eq!(bare.spec.strategy, render(&spec(false)).spec.strategy);
     }
 
     #[test]

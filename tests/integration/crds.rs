@@ -278,11 +278,7 @@ spec:
     let not_acted_on = tcp.spec.fields_not_acted_on();
     for field in [
         "spec.addons.konnectivity.agent",
-        "spec.controlPlane.deployment.strategy",
-        "spec.controlPlane.deployment.extraArgs",
-        "spec.controlPlane.service.additionalMetadata",
         "spec.networkProfile.serviceCidrs",
-        "spec.networkProfile.loadBalancerSourceRanges",
         "spec.addons.konnectivity.server.resources",
     ] {
         assert!(
@@ -290,15 +286,20 @@ spec:
             "{field} not kept or not listed: {not_acted_on:?}"
         );
     }
-    // The kubelet fields that shape kube-system/kubelet-config are acted on, and so are
-    // the preferred address types (the API server's --kubelet-preferred-address-types).
-    for acted_on in [
+    // Kept and acted on: the kubelet fields that shape kube-system/kubelet-config, the
+    // preferred address types (the API server's --kubelet-preferred-address-types) and the
+    // customisation fields (tests/integration/customisation.rs shows them in the objects).
+    for field in [
         "spec.kubernetes.kubelet.cgroupfs",
         "spec.kubernetes.kubelet.preferredAddressTypes",
+        "spec.controlPlane.deployment.strategy",
+        "spec.controlPlane.deployment.extraArgs",
+        "spec.controlPlane.service.additionalMetadata",
+        "spec.networkProfile.loadBalancerSourceRanges",
     ] {
         assert!(
-            !not_acted_on.iter().any(|f| f == acted_on),
-            "{acted_on}: {not_acted_on:?}"
+            !not_acted_on.iter().any(|f| f == field),
+            "{field} is acted on: {not_acted_on:?}"
         );
     }
     assert_eq!(tcp.spec.control_plane.deployment.replicas, 3);

@@ -5,6 +5,7 @@
 mod support;
 
 mod crds;
+mod customisation;
 mod drift;
 mod helm;
 mod kamaji_chart;
