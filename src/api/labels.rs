@@ -17,3 +17,6 @@ pub const ROTATE: &str = "certs.kamaji.clastix.io/rotate";
 pub const PAUSED: &str = "kamaji.clastix.io/paused";
 /// The field manager of every server-side apply kamaji-rs makes.
 pub const FIELD_MANAGER: &str = "kamaji-rs";
+/// On a TenantControlPlane: the key of `<tcp>-admin-kubeconfig` the operator connects
+/// to the tenant with (Kamaji's; default `super-admin.conf`).
+pub const KUBECONFIG_SECRET_KEY: &str = "kamaji.clastix.io/kubeconfig-secret-key";

@@ -86,7 +86,7 @@ pub enum TenantError {
         /// Secret name.
         secret: String,
         /// Data key.
-        key: &'static str,
+        key: String,
     },
     /// Stored material cannot be used (the reason never quotes it).
     #[error("{secret}/{key} is unusable: {reason}")]
@@ -94,7 +94,7 @@ pub enum TenantError {
         /// Secret name.
         secret: String,
         /// Data key.
-        key: &'static str,
+        key: String,
         /// What is wrong.
         reason: String,
     },
@@ -291,17 +291,18 @@ async fn ensure(
     let server = &format!("https://{endpoint}");
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &tenant.namespace);
     let admin_secret = tenant.object_name("admin-kubeconfig");
-    let super_admin = secret_key(&secrets, &admin_secret, SUPER_ADMIN_KEY).await?;
+    let admin_key = admin_kubeconfig_key(tcp);
+    let super_admin = secret_key(&secrets, &admin_secret, admin_key).await?;
     let ca_secret = tenant.object_name(suffix::CA);
     let ca_pem = secret_key(&secrets, &ca_secret, "ca.crt").await?;
     // Never hand out something that is not a CA certificate.
     let ca = Authority::from_pem(&ca_pem, None).map_err(|e| TenantError::MaterialUnusable {
         secret: ca_secret.clone(),
-        key: "ca.crt",
+        key: "ca.crt".into(),
         reason: e.to_string(),
     })?;
 
-    let client = tenant_client(&super_admin, server, &admin_secret).await?;
+    let client = tenant_client(&super_admin, server, &admin_secret, admin_key).await?;
     client
         .apiserver_version()
         .await
@@ -313,7 +314,7 @@ async fn ensure(
     let objects = bootstrap::desired(ca.certificate_pem().as_bytes(), server).map_err(|e| {
         TenantError::MaterialUnusable {
             secret: ca_secret.clone(),
-            key: "ca.crt",
+            key: "ca.crt".into(),
             reason: e.to_string(),
         }
     })?;
@@ -374,7 +375,17 @@ fn new_ca_note(tenant: &TenantRef, serial: &str) -> String {
     )
 }
 
-async fn secret_key(api: &Api<Secret>, name: &str, key: &'static str) -> Result<Vec<u8>, TenantError> {
+/// The key of `<tcp>-admin-kubeconfig` the operator uses inside the tenant: Kamaji's
+/// `kamaji.clastix.io/kubeconfig-secret-key` annotation, else `super-admin.conf`.
+pub fn admin_kubeconfig_key(tcp: &TenantControlPlane) -> &str {
+    tcp.annotations()
+        .get(labels::KUBECONFIG_SECRET_KEY)
+        .map(String::as_str)
+        .filter(|key| !key.is_empty())
+        .unwrap_or(SUPER_ADMIN_KEY)
+}
+
+async fn secret_key(api: &Api<Secret>, name: &str, key: &str) -> Result<Vec<u8>, TenantError> {
     let secret = api.get_opt(name).await.map_err(Error::kube(
         "get",
         format!("secret {}/{name}", api.namespace().unwrap_or_default()),
@@ -386,7 +397,7 @@ async fn secret_key(api: &Api<Secret>, name: &str, key: &'static str) -> Result<
         .filter(|v| !v.is_empty())
         .ok_or_else(|| TenantError::MaterialMissing {
             secret: name.to_string(),
-            key,
+            key: key.to_string(),
         })
 }
 
@@ -408,10 +419,15 @@ fn with_causes(error: &dyn std::error::Error) -> String {
 
 /// A client of the tenant cluster from kubeconfig bytes, aimed at `server`, with
 /// every call time-bounded. Errors name the Secret, never its content.
-async fn tenant_client(kubeconfig: &[u8], server: &str, secret: &str) -> Result<Client, TenantError> {
+async fn tenant_client(
+    kubeconfig: &[u8],
+    server: &str,
+    secret: &str,
+    key: &str,
+) -> Result<Client, TenantError> {
     let unusable = |reason: &str| TenantError::MaterialUnusable {
         secret: secret.to_string(),
-        key: SUPER_ADMIN_KEY,
+        key: key.to_string(),
         reason: reason.to_string(),
     };
     let text = std::str::from_utf8(kubeconfig).map_err(|_| unusable("not UTF-8"))?;

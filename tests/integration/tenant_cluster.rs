@@ -1217,3 +1217,57 @@ async fn coredns_and_kube_proxy_are_installed_in_the_tenant_and_removed_with_the
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_kubeconfig_secret_key_annotation_chooses_the_credentials_used_in_the_tenant() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "tenant-key").await;
+    let env = TenantEnv::start(&client, &ns.name).await;
+    let tenant = env.create_tenant("keyed");
+    env.wait_status(&client, &tenant, KubernetesVersionStatus::Ready)
+        .await;
+    let _plane = env.start_control_plane(&client, &tenant, false).await;
+    wait_condition(
+        &env,
+        &client,
+        &tenant,
+        "True",
+        "Applied",
+        Duration::from_secs(120),
+    )
+    .await;
+    let annotate = |key: &str| {
+        crate::support::kubectl_ok(&[
+            "annotate",
+            "tcp",
+            &tenant.name,
+            "-n",
+            &ns.name,
+            "--overwrite",
+            &format!("kamaji.clastix.io/kubeconfig-secret-key={key}"),
+        ]);
+    };
+    // A key the admin kubeconfig Secret does not hold: reported, naming it.
+    annotate("missing.conf");
+    let message = wait_condition(
+        &env,
+        &client,
+        &tenant,
+        "False",
+        "CredentialsMissing",
+        Duration::from_secs(90),
+    )
+    .await;
+    assert!(message.contains("missing.conf"), "{message}");
+    // Another key it holds: used, and the tenant is set up again.
+    annotate("super-admin.svc");
+    wait_condition(
+        &env,
+        &client,
+        &tenant,
+        "True",
+        "Applied",
+        Duration::from_secs(120),
+    )
+    .await;
+}
