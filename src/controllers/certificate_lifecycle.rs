@@ -295,15 +295,7 @@ async fn check(secret: &Secret, state: &LifecycleContext) -> Result<Action, Erro
                 earliest.serial,
                 rfc3339(earliest.not_after)
             );
-            publish(
-                &state.ctx,
-                secret,
-                EventType::Warning,
-                "CertificateExpiring",
-                note,
-            )
-            .await;
-            Ok(Action::requeue(STILL_EXPIRING_RECHECK))
+            Ok(warn_expiring(state, secret, note).await)
         }
         Decision::RequestRotation => request_if_allowed(state, secret, &namespace, earliest, now).await,
     }
@@ -396,15 +388,7 @@ async fn request_if_allowed(
             earliest.data_key,
             rfc3339(earliest.not_after)
         );
-        publish(
-            &state.ctx,
-            secret,
-            EventType::Warning,
-            "CertificateExpiring",
-            note,
-        )
-        .await;
-        return Ok(Action::requeue(STILL_EXPIRING_RECHECK));
+        return Ok(warn_expiring(state, secret, note).await);
     };
     let tcps: Api<TenantControlPlane> = Api::namespaced(state.ctx.client.clone(), namespace);
     let owner_tcp = tcps.get_opt(&tcp).await.map_err(Error::kube(
@@ -419,6 +403,20 @@ async fn request_if_allowed(
         return Ok(Action::await_change());
     }
     request_rotations(state, secret, namespace, &tcp, now).await
+}
+
+/// A certificate a rotation cannot bring out of the deadline: a Warning, and a look
+/// again later (a warning, not a retry storm).
+async fn warn_expiring(state: &LifecycleContext, secret: &Secret, note: String) -> Action {
+    publish(
+        &state.ctx,
+        secret,
+        EventType::Warning,
+        "CertificateExpiring",
+        note,
+    )
+    .await;
+    Action::requeue(STILL_EXPIRING_RECHECK)
 }
 
 /// Annotates `secret` and every other Secret of the same tenant whose deadline has

@@ -138,97 +138,108 @@ fn datastore_condition(conditions: &[Condition]) -> &'static str {
     }
 }
 
-/// The Kamaji families for these objects, in the OpenMetrics text format
-/// without the closing `# EOF` (the caller appends the families to its own).
-pub fn encode(tenants: &[impl Borrow<TenantControlPlane>], datastores: &[impl Borrow<DataStore>]) -> String {
-    let mut registry = Registry::default();
-    let build = gauge_family::<BuildLabels>(
-        &mut registry,
-        "kamaji_build_info",
-        "Build information for Kamaji.",
-    );
-    let tcp_info = gauge_family::<TenantInfoLabels>(
-        &mut registry,
-        "kamaji_tenant_control_plane_info",
-        "Identity and high-level configuration information for TenantControlPlane resources.",
-    );
-    let tcp_status = gauge_family::<TenantStatusLabels>(
-        &mut registry,
-        "kamaji_tenant_control_plane_status",
-        "Current status and readiness of TenantControlPlane resources.",
-    );
-    let tcp_count = gauge_family::<ReadyLabels>(
-        &mut registry,
-        "kamaji_tenant_control_planes_current",
-        "Current number of TenantControlPlane resources by ready flag.",
-    );
-    let ds_info = gauge_family::<DataStoreInfoLabels>(
-        &mut registry,
-        "kamaji_datastore_info",
-        "Identity and high-level configuration information for DataStore resources.",
-    );
-    let ds_status = gauge_family::<DataStoreStatusLabels>(
-        &mut registry,
-        "kamaji_datastore_status",
-        "Current status and readiness of DataStore resources.",
-    );
-    let ds_count = gauge_family::<DataStoreCountLabels>(
-        &mut registry,
-        "kamaji_datastores_current",
-        "Current number of DataStore resources by name, ready flag and driver.",
-    );
+/// Kamaji's metric families, registered in one registry.
+struct Families {
+    build: Family<BuildLabels, Gauge>,
+    tcp_info: Family<TenantInfoLabels, Gauge>,
+    tcp_status: Family<TenantStatusLabels, Gauge>,
+    tcp_count: Family<ReadyLabels, Gauge>,
+    ds_info: Family<DataStoreInfoLabels, Gauge>,
+    ds_status: Family<DataStoreStatusLabels, Gauge>,
+    ds_count: Family<DataStoreCountLabels, Gauge>,
+}
 
-    build
-        .get_or_create(&BuildLabels {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            commit: option_env!("KAMAJI_GIT_COMMIT").unwrap_or("unknown").to_string(),
-            dirty: option_env!("KAMAJI_GIT_DIRTY").unwrap_or("unknown").to_string(),
-            repo: option_env!("KAMAJI_GIT_REPO").unwrap_or("kamaji-rs").to_string(),
-            build_time: option_env!("KAMAJI_BUILD_TIME").unwrap_or("unknown").to_string(),
-        })
-        .set(1);
-
-    let (mut ready, mut not_ready) = (0, 0);
-    for tcp in tenants {
-        let tcp: &TenantControlPlane = tcp.borrow();
-        let status = tenant_status(tcp);
-        let is_ready = status == KubernetesVersionStatus::Ready;
-        if is_ready {
-            ready += 1;
-        } else {
-            not_ready += 1;
+impl Families {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            build: gauge_family(registry, "kamaji_build_info", "Build information for Kamaji."),
+            tcp_info: gauge_family(
+                registry,
+                "kamaji_tenant_control_plane_info",
+                "Identity and high-level configuration information for TenantControlPlane resources.",
+            ),
+            tcp_status: gauge_family(
+                registry,
+                "kamaji_tenant_control_plane_status",
+                "Current status and readiness of TenantControlPlane resources.",
+            ),
+            tcp_count: gauge_family(
+                registry,
+                "kamaji_tenant_control_planes_current",
+                "Current number of TenantControlPlane resources by ready flag.",
+            ),
+            ds_info: gauge_family(
+                registry,
+                "kamaji_datastore_info",
+                "Identity and high-level configuration information for DataStore resources.",
+            ),
+            ds_status: gauge_family(
+                registry,
+                "kamaji_datastore_status",
+                "Current status and readiness of DataStore resources.",
+            ),
+            ds_count: gauge_family(
+                registry,
+                "kamaji_datastores_current",
+                "Current number of DataStore resources by name, ready flag and driver.",
+            ),
         }
-        let info = tenant_info(tcp);
-        tcp_status
-            .get_or_create(&TenantStatusLabels {
-                tcp_namespace: info.tcp_namespace.clone(),
-                tcp_name: info.tcp_name.clone(),
-                status: status.as_str().to_string(),
-                ready: flag(is_ready),
+    }
+
+    fn record_build(&self) {
+        self.build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                commit: option_env!("KAMAJI_GIT_COMMIT").unwrap_or("unknown").to_string(),
+                dirty: option_env!("KAMAJI_GIT_DIRTY").unwrap_or("unknown").to_string(),
+                repo: option_env!("KAMAJI_GIT_REPO").unwrap_or("kamaji-rs").to_string(),
+                build_time: option_env!("KAMAJI_BUILD_TIME").unwrap_or("unknown").to_string(),
             })
             .set(1);
-        tcp_info.get_or_create(&info).set(1);
-    }
-    for (label, count) in [("true", ready), ("false", not_ready)] {
-        tcp_count
-            .get_or_create(&ReadyLabels { ready: label.into() })
-            .set(count);
     }
 
-    for datastore in datastores {
-        let datastore: &DataStore = datastore.borrow();
+    fn record_tenants(&self, tenants: &[impl Borrow<TenantControlPlane>]) {
+        let (mut ready, mut not_ready) = (0, 0);
+        for tcp in tenants {
+            let tcp: &TenantControlPlane = tcp.borrow();
+            let status = tenant_status(tcp);
+            let is_ready = status == KubernetesVersionStatus::Ready;
+            if is_ready {
+                ready += 1;
+            } else {
+                not_ready += 1;
+            }
+            let info = tenant_info(tcp);
+            self.tcp_status
+                .get_or_create(&TenantStatusLabels {
+                    tcp_namespace: info.tcp_namespace.clone(),
+                    tcp_name: info.tcp_name.clone(),
+                    status: status.as_str().to_string(),
+                    ready: flag(is_ready),
+                })
+                .set(1);
+            self.tcp_info.get_or_create(&info).set(1);
+        }
+        for (label, count) in [("true", ready), ("false", not_ready)] {
+            self.tcp_count
+                .get_or_create(&ReadyLabels { ready: label.into() })
+                .set(count);
+        }
+    }
+
+    fn record_datastore(&self, datastore: &DataStore) {
         let name = datastore.name_any();
         let driver = datastore.spec.driver.as_str().to_string();
         let status = datastore.status.as_ref();
         let is_ready = status.is_some_and(|s| s.ready);
         let condition = datastore_condition(status.map(|s| s.conditions.as_slice()).unwrap_or_default());
-        ds_info
+        self.ds_info
             .get_or_create(&DataStoreInfoLabels {
                 datastore_name: name.clone(),
                 driver: driver.clone(),
             })
             .set(1);
-        ds_status
+        self.ds_status
             .get_or_create(&DataStoreStatusLabels {
                 datastore_name: name.clone(),
                 status: condition.to_string(),
@@ -236,7 +247,7 @@ pub fn encode(tenants: &[impl Borrow<TenantControlPlane>], datastores: &[impl Bo
             })
             .set(1);
         for state in [true, false] {
-            ds_count
+            self.ds_count
                 .get_or_create(&DataStoreCountLabels {
                     datastore_name: name.clone(),
                     ready: flag(state),
@@ -245,7 +256,18 @@ pub fn encode(tenants: &[impl Borrow<TenantControlPlane>], datastores: &[impl Bo
                 .set(i64::from(state == is_ready));
         }
     }
+}
 
+/// The Kamaji families for these objects, in the OpenMetrics text format
+/// without the closing `# EOF` (the caller appends the families to its own).
+pub fn encode(tenants: &[impl Borrow<TenantControlPlane>], datastores: &[impl Borrow<DataStore>]) -> String {
+    let mut registry = Registry::default();
+    let families = Families::register(&mut registry);
+    families.record_build();
+    families.record_tenants(tenants);
+    for datastore in datastores {
+        families.record_datastore(datastore.borrow());
+    }
     let mut out = String::new();
     if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &registry) {
         tracing::warn!(%error, "encoding Kamaji's metric families failed");
