@@ -108,6 +108,7 @@ fn pass(observed: &Observed, params: IssueParams) -> Desired {
             params,
             batch_window: Duration::from_secs(2),
             tokens: kamaji::tenant::deployment::TokenSettings::default(),
+            ca_rotation: Default::default(),
         },
         observed,
     )

@@ -5,7 +5,7 @@
 use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
 use kamaji::pki::{
-    Authority, KeyAlgorithm, SecretData,
+    Authority, KeyAlgorithm, SecretData, StoredCa,
     authority::{CA_VALIDITY, VerifyError},
     catalog::{self, CATALOG},
     inspect::{CertificateInfo, inspect},
@@ -499,9 +499,15 @@ fn lifecycle_controller_reads_what_issue_wrote() {
 fn check_accepts_fresh_material_and_spots_what_changed() {
     let issued = issue_all(KeyAlgorithm::EcdsaP256);
     let now = issued.params.now;
+    let ca = StoredCa::load(&catalog::TENANT_CA, &issued.pki.secrets["ca"]).unwrap();
+    let front_proxy_ca = StoredCa::load(
+        &catalog::FRONT_PROXY_CA,
+        &issued.pki.secrets["front-proxy-ca-certificate"],
+    )
+    .unwrap();
     let signers = Signers {
-        ca: &issued.pki.ca,
-        front_proxy_ca: &issued.pki.front_proxy_ca,
+        ca: &ca,
+        front_proxy_ca: &front_proxy_ca,
         datastore_ca: Some(&issued.datastore_ca),
     };
     let data = |row: &str| &issued.pki.secrets[catalog::find(row).unwrap().secret_suffix];
@@ -537,7 +543,9 @@ fn check_accepts_fresh_material_and_spots_what_changed() {
     );
 
     // A new CA: leaves and kubeconfigs no longer belong.
-    let new_ca = Authority::generate("kubernetes", KeyAlgorithm::EcdsaP256, CA_VALIDITY, now).unwrap();
+    let new_ca = StoredCa::settled(
+        Authority::generate("kubernetes", KeyAlgorithm::EcdsaP256, CA_VALIDITY, now).unwrap(),
+    );
     let rotated = Signers {
         ca: &new_ca,
         ..signers

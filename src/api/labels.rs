@@ -13,6 +13,9 @@ pub const COMPONENT: &str = "kamaji.clastix.io/component";
 pub const CERTIFICATE_LIFECYCLE: &str = "kamaji.clastix.io/certificate_lifecycle_controller";
 /// `""` asks for a rotation; after it, the rotation time in RFC 3339.
 pub const ROTATE: &str = "certs.kamaji.clastix.io/rotate";
+/// On a TenantControlPlane: complete the prepared CA rotation now, without waiting for
+/// the worker nodes or the grace period. Removed by the operator once done.
+pub const COMPLETE_CA_ROTATION: &str = "certs.kamaji.clastix.io/complete-ca-rotation";
 /// On a TenantControlPlane or a Secret: the operator keeps its hands off.
 pub const PAUSED: &str = "kamaji.clastix.io/paused";
 /// The field manager of every server-side apply kamaji-rs makes.

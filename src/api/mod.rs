@@ -3,6 +3,7 @@
 
 pub mod datastore;
 pub mod labels;
+pub mod rotation;
 pub mod schema;
 pub mod tenant_control_plane;
 

@@ -78,6 +78,13 @@ use super::schema;
         description = "DataStore actually used"
     ),
     printcolumn(
+        name = "CA Rotation",
+        type_ = "string",
+        json_path = ".status.credentials.rotation.certificateAuthorities.phase",
+        description = "Phase of the last CA rotation",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp",
@@ -853,6 +860,9 @@ pub struct TenantControlPlaneStatus {
     /// Addon status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addons: Option<AddonsStatus>,
+    /// Credential rotations (the two-phase CA rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<super::rotation::CredentialsStatus>,
     /// Standard conditions (Ready, CertificatesReady, FieldsNotActedOn, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     // Keyed by type, as metav1 conditions are: each controller applies only its own types.

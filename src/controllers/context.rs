@@ -31,6 +31,10 @@ pub struct Settings {
     /// Secrets) is one rollout. Rotated material is written at once; only the
     /// rollout waits.
     pub batch_window: Duration,
+    /// A verified, prepared CA rotation completes this long after it started.
+    pub ca_rotation_grace: Duration,
+    /// Share of a CA's lifetime (percent) after which its rotation starts by itself.
+    pub ca_rotation_start_percent: u8,
     /// Run the tenant-side controller (it connects to each tenant's API server).
     pub tenant_cluster_setup: bool,
     /// Service-account token lifetime and the overlap of keys after a key rotation.
@@ -47,6 +51,8 @@ impl Default for Settings {
             watch_namespace: None,
             max_concurrent_reconciles: 4,
             batch_window: Duration::from_secs(2),
+            ca_rotation_grace: Duration::from_secs(24 * 60 * 60),
+            ca_rotation_start_percent: 80,
             tenant_cluster_setup: true,
             tokens: crate::tenant::deployment::TokenSettings::default(),
         }

@@ -25,14 +25,15 @@ use futures::StreamExt;
 use k8s_openapi::{
     api::{
         apps::v1::{DaemonSet, Deployment},
-        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+        certificates::v1::CertificateSigningRequest,
+        core::v1::{ConfigMap, Node, Secret, Service, ServiceAccount},
         rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
     },
     apimachinery::pkg::apis::meta::v1::Condition,
 };
 use kube::{
     Api, Client, Config, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
     config::{KubeConfigOptions, Kubeconfig},
     runtime::{
         Controller,
@@ -42,17 +43,19 @@ use kube::{
     },
 };
 use serde::{Serialize, de::DeserializeOwned};
+use time::OffsetDateTime;
 use tracing::{debug, info, warn};
 
 use crate::{
     api::{TenantControlPlane, labels, tenant_control_plane::KubernetesVersionStatus},
     controllers::{Context, Error},
-    pki::Authority,
+    pki::{Authority, catalog},
     tenant::{
         addons::{self, COREDNS, CoreDns, KUBE_DNS, KUBE_PROXY, KubeProxy, NODE_PROXIER, SYSTEM_COREDNS},
         bootstrap::{self, CLUSTER_INFO, PUBLIC_NAMESPACE, TenantObjects},
         kubeadm_config::{self, JoinInputs, JoinObjects, KubeadmConfigError, SYSTEM_NAMESPACE},
         meta::{TenantRef, suffix},
+        node_credentials,
         status::set_condition,
     },
 };
@@ -258,7 +261,11 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, state: Arc<State>) -> Result<Ac
                 ),
             )
             .await?;
-            Ok(Action::requeue(RESYNC))
+            Ok(Action::requeue(if ca_rotation_prepared(&tcp) {
+                NODE_RENEWAL_RECHECK
+            } else {
+                RESYNC
+            }))
         }
         Err(error) => {
             let delay = state.backoff(&tenant);
@@ -280,6 +287,26 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, state: Arc<State>) -> Result<Ac
     }
 }
 
+/// How often nodes are looked at while a CA rotation waits for them.
+const NODE_RENEWAL_RECHECK: Duration = Duration::from_secs(10);
+
+fn ca_rotation_prepared(tcp: &TenantControlPlane) -> bool {
+    use crate::api::rotation::CaRotationPhase;
+    let phase = tcp.status.as_ref().and_then(|s| {
+        s.credentials
+            .as_ref()?
+            .rotation
+            .as_ref()?
+            .certificate_authorities
+            .as_ref()?
+            .phase
+    });
+    matches!(
+        phase,
+        Some(CaRotationPhase::Preparing | CaRotationPhase::Prepared)
+    )
+}
+
 /// One pass: credentials and CA from the management cluster, then every object in
 /// the tenant. `endpoint` is `status.controlPlaneEndpoint` (`host:port`).
 async fn ensure(
@@ -295,12 +322,17 @@ async fn ensure(
     let super_admin = secret_key(&secrets, &admin_secret, admin_key).await?;
     let ca_secret = tenant.object_name(suffix::CA);
     let ca_pem = secret_key(&secrets, &ca_secret, "ca.crt").await?;
-    // Never hand out something that is not a CA certificate.
-    let ca = Authority::from_pem(&ca_pem, None).map_err(|e| TenantError::MaterialUnusable {
+    // The bundle (the signing CA first; during a rotation, the old CA too). Never hand
+    // out something that is not a CA certificate.
+    let bundle = trust_bundle(&ca_pem).map_err(|reason| TenantError::MaterialUnusable {
         secret: ca_secret.clone(),
         key: "ca.crt".into(),
-        reason: e.to_string(),
+        reason,
     })?;
+    let ca = &bundle[0];
+    let rotating = secret_key(&secrets, &ca_secret, catalog::TENANT_CA.previous_keys.0)
+        .await
+        .is_ok();
 
     let client = tenant_client(&super_admin, server, &admin_secret, admin_key).await?;
     client
@@ -311,13 +343,13 @@ async fn ensure(
             reason: with_causes(&e),
         })?;
 
-    let objects = bootstrap::desired(ca.certificate_pem().as_bytes(), server).map_err(|e| {
-        TenantError::MaterialUnusable {
+    let bundle_pem: String = bundle.iter().map(Authority::certificate_pem).collect();
+    let objects =
+        bootstrap::desired(bundle_pem.as_bytes(), server).map_err(|e| TenantError::MaterialUnusable {
             secret: ca_secret.clone(),
             key: "ca.crt".into(),
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     // Before writing it: does cluster-info still hand out another CA (a CA rotation)?
     let public: Api<ConfigMap> = Api::namespaced(client.clone(), PUBLIC_NAMESPACE);
     let stored_info = public
@@ -328,8 +360,18 @@ async fn ensure(
             source,
         })?;
     let stored_ca = stored_info.as_ref().and_then(bootstrap::cluster_info_ca);
-    let ca_changed = stored_info.is_some() && stored_ca.as_deref() != Some(ca.certificate_pem().as_bytes());
-    if ca_changed {
+    let ca_changed = stored_info.is_some() && stored_ca.as_deref() != Some(bundle_pem.as_bytes());
+    // A two-phase rotation always shares a CA with what nodes trust; a CA replaced
+    // outright (its Secret deleted) does not, and nodes need a person.
+    let trust_kept = stored_ca
+        .as_deref()
+        .map(crate::pki::certificates_der)
+        .is_some_and(|old| {
+            bundle
+                .iter()
+                .any(|ca| old.iter().any(|d| d.as_slice() == ca.certificate_der()))
+        });
+    if ca_changed && !trust_kept {
         // Published before the write: a crash in between repeats the warning rather than losing it.
         publish(
             ctx,
@@ -358,7 +400,87 @@ async fn ensure(
     apply_join(&client, &join).await?;
     let dns = ensure_core_dns(&client, addons::core_dns(tcp)?).await?;
     let proxy = ensure_kube_proxy(&client, addons::kube_proxy(tcp, endpoint)?).await?;
+    if rotating {
+        observe_nodes(ctx, &client, tcp, tenant, ca).await?;
+    }
     Ok(ensured + join.len() + dns + proxy)
+}
+
+/// Every certificate of `ca.crt`, each a CA; the first signs.
+fn trust_bundle(pem: &[u8]) -> Result<Vec<Authority>, String> {
+    let ders = crate::pki::certificates_der(pem);
+    if ders.is_empty() {
+        return Err("no certificate".into());
+    }
+    ders.iter()
+        .map(|der| {
+            let one = crate::pki::authority::pem_encode_certificate(der);
+            Authority::from_pem(one.as_bytes(), None).map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// During a CA rotation: which nodes renewed their kubelet client certificate under
+/// the signing CA, written to `status.credentials.rotation.certificateAuthorities.nodes`.
+async fn observe_nodes(
+    ctx: &Context,
+    client: &Client,
+    tcp: &TenantControlPlane,
+    tenant: &TenantRef,
+    signing: &Authority,
+) -> Result<(), TenantError> {
+    let list = |what: &'static str| {
+        move |source| TenantError::Apply {
+            object: what.to_string(),
+            source,
+        }
+    };
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(list("nodes"))?;
+    let csrs = Api::<CertificateSigningRequest>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(list("certificatesigningrequests"))?;
+    let previous = tcp.status.as_ref().and_then(|s| {
+        s.credentials
+            .as_ref()?
+            .rotation
+            .as_ref()?
+            .certificate_authorities
+            .as_ref()?
+            .nodes
+            .as_ref()
+    });
+    let seen = node_credentials::observe(
+        &nodes.items,
+        &csrs.items,
+        signing,
+        previous,
+        OffsetDateTime::now_utc(),
+    );
+    if previous == Some(&seen) {
+        return Ok(());
+    }
+    info!(tenant = %tenant.name, namespace = %tenant.namespace, renewed = ?seen.renewed, pending = ?seen.pending, "kubelet client certificates during the CA rotation");
+    let api: Api<TenantControlPlane> = Api::namespaced(ctx.client.clone(), &tenant.namespace);
+    let patch = serde_json::json!({
+        "apiVersion": "kamaji.clastix.io/v1alpha1",
+        "kind": "TenantControlPlane",
+        "status": {"credentials": {"rotation": {"certificateAuthorities": {"nodes": seen}}}},
+    });
+    api.patch_status(
+        &tenant.name,
+        &PatchParams::apply(STATUS_FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| TenantError::Apply {
+        object: format!("tenantcontrolplane {}/{} status", tenant.namespace, tenant.name),
+        source,
+    })?;
+    Ok(())
 }
 
 /// What a human has to do for nodes that joined before a CA rotation.

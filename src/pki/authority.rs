@@ -351,6 +351,61 @@ impl Authority {
         })
     }
 
+    /// `successor`'s CA certificate issued by this CA: same subject, key and subject key
+    /// identifier as `successor`'s own self-signed certificate, NotAfter capped at this
+    /// CA's. Served as an intermediate after a CA rotation completes, it lets a client
+    /// that only trusts this (old) CA verify a server certificate `successor` signed.
+    pub fn cross_sign(&self, successor: &Authority) -> Result<String, AuthorityError> {
+        let ca_key = self
+            .key
+            .as_ref()
+            .ok_or_else(|| AuthorityError::ExternallyManaged {
+                common_name: self.common_name.clone(),
+            })?;
+        let successor_key = successor
+            .key
+            .as_ref()
+            .ok_or_else(|| AuthorityError::ExternallyManaged {
+                common_name: successor.common_name.clone(),
+            })?;
+        let (_, successor_cert) = X509Certificate::from_der(&successor.certificate_der)
+            .map_err(|_| AuthorityError::MalformedCertificate)?;
+        let mut params = CertificateParams::default();
+        // The successor is a CA generated here (`Authority::generate`): the same name, encoded the same way.
+        params.distinguished_name = distinguished_name(&successor.common_name, None)?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = key_usages(successor_key.algorithm().is_some_and(KeyAlgorithm::is_rsa), true);
+        params.serial_number = Some(random_serial());
+        // Leaves name their issuer by its key identifier: it must be the successor's own.
+        if let Some(id) = successor_cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                _ => None,
+            })
+        {
+            params.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(id);
+        }
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = successor.not_before;
+        params.not_after = successor.not_after.min(self.not_after);
+        if params.not_after <= params.not_before {
+            return Err(AuthorityError::Expired {
+                common_name: self.common_name.clone(),
+            });
+        }
+        let issuer = Issuer::from_ca_cert_der(
+            &CertificateDer::from(self.certificate_der.as_slice()),
+            ca_key.key_pair(),
+        )
+        .map_err(|e| AuthorityError::Signing(e.to_string()))?;
+        let cert = params
+            .signed_by(successor_key.key_pair(), &issuer)
+            .map_err(|e| AuthorityError::Signing(e.to_string()))?;
+        Ok(pem::encode("CERTIFICATE", cert.der()))
+    }
+
     /// Checks that a PEM leaf was issued by this CA (issuer name and signature) and is
     /// valid at `now`; with `key_pem`, also that the key is the certificate's.
     pub fn verify_pem(
@@ -399,6 +454,11 @@ impl Authority {
         }
         Ok(())
     }
+}
+
+/// A DER certificate as PEM.
+pub fn pem_encode_certificate(der: &[u8]) -> String {
+    pem::encode("CERTIFICATE", der)
 }
 
 /// A serial as lower-case hex without the sign byte DER adds (what openssl prints).

@@ -269,6 +269,10 @@ pub struct CertificateSpec {
     pub mounts: &'static [Mount],
     /// The status field reporting its Secret.
     pub status: StatusField,
+    /// Presented to worker nodes, which may trust only an old CA (kubelets verify the
+    /// API server's kubelet client certificate with their own `clientCAFile`): once
+    /// signed by a new CA it carries that CA cross-signed by the old one.
+    pub presented_to_nodes: bool,
 }
 
 impl CertificateSpec {
@@ -279,6 +283,12 @@ impl CertificateSpec {
             When::Konnectivity => konnectivity,
             When::EtcdDatastore => etcd_datastore,
         }
+    }
+
+    /// A certificate servers present (`serverAuth`): it stays with the old CA until a
+    /// CA rotation completes, so clients that only know the old CA keep verifying it.
+    pub fn is_serving(&self) -> bool {
+        self.usages.contains(&Usage::ServerAuth)
     }
 
     /// The data key holding this row's certificate (the kubeconfig key for kubeconfigs).
@@ -307,10 +317,20 @@ pub struct AuthoritySpec {
     pub secret_suffix: &'static str,
     /// Subject common name.
     pub common_name: &'static str,
-    /// Data keys that each hold the certificate (the first is the canonical one).
+    /// Data keys holding certificates. The first is the trust bundle every consumer
+    /// reads (kubeadm's `ca.crt`): the signing CA first, then, during a rotation, the
+    /// CA it replaces. The others hold the signing CA alone (Cluster API's `tls.crt`;
+    /// the controller-manager's signing certificate must be a single one).
     pub cert_keys: &'static [&'static str],
-    /// Data keys that each hold the private key (the first is the canonical one).
+    /// Data keys that each hold the signing CA's private key (the first is the canonical one).
     pub key_keys: &'static [&'static str],
+    /// During a rotation: the replaced CA's certificate and key (its certificate is
+    /// also in the bundle; its key keeps signing serving certificates until completion).
+    pub previous_keys: (&'static str, &'static str),
+    /// The signing CA's certificate issued by the CA it replaced, served with serving
+    /// certificates after completion so clients trusting only the old CA still verify
+    /// them. `None` for a CA that signs no serving certificate.
+    pub cross_signed_key: Option<&'static str>,
     /// Where the control-plane pod mounts its data keys.
     pub mounts: &'static [Mount],
     /// The status field reporting its Secret.
@@ -341,14 +361,18 @@ pub const TENANT_CA: AuthoritySpec = AuthoritySpec {
     common_name: "kubernetes",
     cert_keys: &["ca.crt", "tls.crt"],
     key_keys: &["ca.key", "tls.key"],
+    previous_keys: ("previous-ca.crt", "previous-ca.key"),
+    cross_signed_key: Some("cross-signed-ca.crt"),
     mounts: &[
-        // The API server trusts it for clients; the controller-manager signs kubelet
-        // certificates with it and publishes it as kube-root-ca.crt.
+        // The bundle: the API server trusts it for clients; the controller-manager
+        // publishes it as kube-root-ca.crt.
         mount(
             "ca.crt",
             "pki/ca.crt",
             &[Component::ApiServer, Component::ControllerManager],
         ),
+        // The controller-manager signs kubelet certificates with the signing CA alone.
+        mount("tls.crt", "pki/signing-ca.crt", &[Component::ControllerManager]),
         mount("ca.key", "pki/ca.key", &[Component::ControllerManager]),
     ],
     status: StatusField::Ca,
@@ -361,6 +385,8 @@ pub const FRONT_PROXY_CA: AuthoritySpec = AuthoritySpec {
     common_name: "front-proxy-ca",
     cert_keys: &["front-proxy-ca.crt"],
     key_keys: &["front-proxy-ca.key"],
+    previous_keys: ("previous-front-proxy-ca.crt", "previous-front-proxy-ca.key"),
+    cross_signed_key: None,
     mounts: &[mount(
         "front-proxy-ca.crt",
         "pki/front-proxy-ca.crt",
@@ -420,6 +446,7 @@ const fn x509(
         when: When::Always,
         mounts: &[],
         status,
+        presented_to_nodes: false,
     }
 }
 
@@ -445,6 +472,7 @@ const fn kubeconfig(
         when: When::Always,
         mounts: &[],
         status,
+        presented_to_nodes: false,
     }
 }
 
@@ -473,6 +501,7 @@ pub static CATALOG: &[CertificateSpec] = &[
         )
     },
     CertificateSpec {
+        presented_to_nodes: true,
         mounts: &[
             mount(
                 "apiserver-kubelet-client.crt",

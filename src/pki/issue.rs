@@ -20,6 +20,7 @@ use super::{
     keys::{KeyAlgorithm, KeyError, PrivateKey, public_key_raw_from_pem},
     kubeconfig::{Kubeconfig, KubeconfigError, KubeconfigParams},
     pem,
+    trust::StoredCa,
 };
 
 /// What a tenant says about itself that ends up in its certificates.
@@ -105,24 +106,63 @@ impl Default for IssueParams {
     }
 }
 
-/// The CAs that sign a tenant's leaves.
+/// The CAs that sign a tenant's leaves, with the rotation each tenant CA may be in.
 #[derive(Clone, Copy, Debug)]
 pub struct Signers<'a> {
     /// The tenant CA.
-    pub ca: &'a Authority,
+    pub ca: &'a StoredCa,
     /// The front-proxy CA.
-    pub front_proxy_ca: &'a Authority,
+    pub front_proxy_ca: &'a StoredCa,
     /// The DataStore CA (etcd driver only).
     pub datastore_ca: Option<&'a Authority>,
 }
 
 impl<'a> Signers<'a> {
-    /// The CA for `signer`, if present.
+    /// The signing CA for `signer`, if present.
     pub fn get(&self, signer: Signer) -> Option<&'a Authority> {
+        match signer {
+            Signer::TenantCa => Some(&self.ca.signing),
+            Signer::FrontProxyCa => Some(&self.front_proxy_ca.signing),
+            Signer::DatastoreCa => self.datastore_ca,
+        }
+    }
+
+    fn stored(&self, signer: Signer) -> Option<&'a StoredCa> {
         match signer {
             Signer::TenantCa => Some(self.ca),
             Signer::FrontProxyCa => Some(self.front_proxy_ca),
-            Signer::DatastoreCa => self.datastore_ca,
+            Signer::DatastoreCa => None,
+        }
+    }
+
+    /// The CA that issues `spec`: during a CA rotation, serving certificates stay with
+    /// the old CA until completion, client certificates move to the new one at once.
+    pub fn issuer_of(&self, spec: &CertificateSpec) -> Option<&'a Authority> {
+        match self.stored(spec.signer) {
+            Some(stored) if spec.is_serving() => Some(stored.serving_signer()),
+            _ => self.get(spec.signer),
+        }
+    }
+
+    /// The CA bundle a kubeconfig of `signer` carries (every CA trusted now).
+    pub fn bundle_of(&self, signer: Signer) -> Option<String> {
+        match self.stored(signer) {
+            Some(stored) => Some(stored.bundle_pem()),
+            None => self.datastore_ca.map(|ca| ca.certificate_pem().to_owned()),
+        }
+    }
+
+    /// The intermediate `spec`'s certificate carries after its certificate (the new CA
+    /// cross-signed by the old one: on serving certificates after a completed rotation,
+    /// on certificates presented to nodes as soon as the new CA signs them), if any.
+    pub fn chain_of(&self, spec: &CertificateSpec, now: OffsetDateTime) -> Option<&'a str> {
+        let stored = self.stored(spec.signer)?;
+        if spec.presented_to_nodes {
+            stored.node_chain(now)
+        } else if spec.is_serving() {
+            stored.serving_chain(now)
+        } else {
+            None
         }
     }
 }
@@ -328,15 +368,18 @@ pub fn issue_with_key(
     key: PrivateKey,
 ) -> Result<SecretData, IssueError> {
     let ca = signers
-        .get(spec.signer)
+        .issuer_of(spec)
         .ok_or(IssueError::MissingDatastoreCa { row: spec.name })?;
     let request = leaf_request(spec, tenant)?;
-    let issued = ca
+    let mut issued = ca
         .sign_key(&request, key, params)
         .map_err(|source| IssueError::Authority {
             row: spec.name,
             source,
         })?;
+    if let Some(intermediate) = signers.chain_of(spec, params.now) {
+        issued.certificate_pem.push_str(intermediate);
+    }
     let mut data = SecretData::new();
     match spec.output {
         Output::Pem {
@@ -352,10 +395,13 @@ pub fn issue_with_key(
         }
         Output::Kubeconfig { key, server } => {
             let server = tenant.server_url(server)?;
+            let bundle = signers
+                .bundle_of(spec.signer)
+                .unwrap_or_else(|| ca.certificate_pem().to_owned());
             let kubeconfig = Kubeconfig::new(&KubeconfigParams {
                 cluster_name: &tenant.name,
                 server: &server,
-                ca_pem: ca.certificate_pem(),
+                ca_pem: &bundle,
                 user: &request.common_name,
                 client_certificate_pem: &issued.certificate_pem,
                 client_key_pem: issued.key.pem(),
@@ -404,13 +450,13 @@ pub fn issue_tenant(
     params: &IssueParams,
 ) -> Result<TenantPki, IssueError> {
     use super::catalog::{FRONT_PROXY_CA, SERVICE_ACCOUNT, TENANT_CA, leaf_secret_suffixes};
-    let ca = generate_authority(&TENANT_CA, params)?;
-    let front_proxy_ca = generate_authority(&FRONT_PROXY_CA, params)?;
+    let ca = StoredCa::settled(generate_authority(&TENANT_CA, params)?);
+    let front_proxy_ca = StoredCa::settled(generate_authority(&FRONT_PROXY_CA, params)?);
     let mut secrets = BTreeMap::new();
-    secrets.insert(TENANT_CA.secret_suffix, authority_secret_data(&TENANT_CA, &ca));
+    secrets.insert(TENANT_CA.secret_suffix, ca.secret_data(&TENANT_CA));
     secrets.insert(
         FRONT_PROXY_CA.secret_suffix,
-        authority_secret_data(&FRONT_PROXY_CA, &front_proxy_ca),
+        front_proxy_ca.secret_data(&FRONT_PROXY_CA),
     );
     secrets.insert(
         SERVICE_ACCOUNT.secret_suffix,
@@ -428,8 +474,8 @@ pub fn issue_tenant(
         }
     }
     Ok(TenantPki {
-        ca,
-        front_proxy_ca,
+        ca: ca.signing,
+        front_proxy_ca: front_proxy_ca.signing,
         secrets,
     })
 }
@@ -616,6 +662,12 @@ pub enum Stale {
         /// Data key.
         key: String,
     },
+    /// A serving certificate lacks (or carries a stale) intermediate of a CA rotation.
+    #[error("{key} does not carry the intermediate certificate of the current CA rotation")]
+    ChainChanged {
+        /// Data key.
+        key: String,
+    },
     /// The CA needed to check it is absent or unusable.
     #[error("{0}")]
     Issue(#[from] IssueError),
@@ -632,7 +684,7 @@ pub fn check(
     now: OffsetDateTime,
 ) -> Result<(), Stale> {
     let ca = signers
-        .get(spec.signer)
+        .issuer_of(spec)
         .ok_or(IssueError::MissingDatastoreCa { row: spec.name })?;
     let (key_name, cert_pem, key_pem) = match spec.output {
         Output::Pem {
@@ -663,8 +715,11 @@ pub fn check(
             if current != tenant.server_url(server)? {
                 return Err(Stale::ServerChanged { key: key.into() });
             }
+            let bundle = signers
+                .bundle_of(spec.signer)
+                .unwrap_or_else(|| ca.certificate_pem().to_owned());
             match kubeconfig.current_ca_pem().map_err(unreadable)? {
-                Some(pem) if same_certificate(&pem, ca.certificate_der()) => {}
+                Some(pem) if same_certificates(&pem, bundle.as_bytes()) => {}
                 _ => return Err(Stale::CaChanged { key: key.into() }),
             }
             let mut creds = kubeconfig.client_credentials().map_err(unreadable)?;
@@ -680,6 +735,7 @@ pub fn check(
         }
     };
 
+    check_chain(key_name, &cert_pem, signers.chain_of(spec, now))?;
     match ca.verify_pem(&cert_pem, Some(&key_pem), now) {
         Ok(()) => {}
         Err(VerifyError::KeyMismatch) => return Err(Stale::KeyMismatch { key: key_name.into() }),
@@ -748,6 +804,27 @@ pub fn check(
         return Err(Stale::SansChanged { key: key_name.into() });
     }
     Ok(())
+}
+
+/// A serving certificate carries exactly the intermediate it should (the cross-signed
+/// new CA after a completed rotation, nothing otherwise).
+fn check_chain(key: &str, cert_pem: &[u8], intermediate: Option<&str>) -> Result<(), Stale> {
+    let carried: Vec<Vec<u8>> = pem::certificates(cert_pem)
+        .map(|certs| certs.into_iter().skip(1).collect())
+        .unwrap_or_default();
+    let wanted: Vec<Vec<u8>> = intermediate
+        .and_then(|pem_str| pem::certificates(pem_str.as_bytes()).ok())
+        .unwrap_or_default();
+    if carried == wanted {
+        Ok(())
+    } else {
+        Err(Stale::ChainChanged { key: key.into() })
+    }
+}
+
+/// The same list of certificates.
+fn same_certificates(a: &[u8], b: &[u8]) -> bool {
+    matches!((pem::certificates(a), pem::certificates(b)), (Ok(a), Ok(b)) if !a.is_empty() && a == b)
 }
 
 fn same_certificate(pem_bytes: &[u8], der: &[u8]) -> bool {

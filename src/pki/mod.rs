@@ -15,6 +15,7 @@ pub mod keys;
 pub mod kubeconfig;
 mod pem;
 pub mod pool;
+pub mod trust;
 
 use std::collections::BTreeMap;
 
@@ -23,6 +24,17 @@ pub use catalog::{CATALOG, CertificateSpec, Lifecycle};
 pub use inspect::{InspectError, Inspection, inspect};
 pub use issue::{IssueError, IssueParams, Signers, TenantInputs};
 pub use keys::{KeyAlgorithm, PrivateKey};
+pub use trust::{Phase, StoredCa};
 
 /// A Secret's `data`: data key to raw bytes (the API's base64 is the client's business).
 pub type SecretData = BTreeMap<String, Vec<u8>>;
+
+/// The DER of the first certificate in PEM bytes, if any.
+pub fn first_certificate_der(pem_bytes: &[u8]) -> Option<Vec<u8>> {
+    pem::certificates(pem_bytes).ok()?.into_iter().next()
+}
+
+/// Every certificate in PEM bytes, as DER (empty when none parse).
+pub fn certificates_der(pem_bytes: &[u8]) -> Vec<Vec<u8>> {
+    pem::certificates(pem_bytes).unwrap_or_default()
+}

@@ -73,6 +73,17 @@ pub struct ManagerArgs {
     /// rotation (default: the max token lifetime above; shorter refuses live tokens).
     #[arg(long, value_parser = parse_positive_duration, help_heading = "Certificates")]
     pub service_account_key_grace_period: Option<Duration>,
+    /// A prepared CA rotation completes by itself this long after it started, once the
+    /// control plane runs the prepared material and every worker node renewed its
+    /// kubelet client certificate under the new CA (or at once with the
+    /// certs.kamaji.clastix.io/complete-ca-rotation annotation on the TenantControlPlane).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, help_heading = "Certificates")]
+    pub ca_rotation_grace_period: Duration,
+    /// The lifecycle controller starts a CA rotation once this share of the CA's
+    /// lifetime has passed (percent, as OpenShift's certrotation does), early enough
+    /// for nodes to follow; the expiration deadline still applies if it is earlier.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100), help_heading = "Certificates")]
+    pub ca_rotation_start_percent: u8,
     /// DataStore used by TenantControlPlanes that set no spec.dataStore.
     #[arg(long, help_heading = "Controllers")]
     pub datastore: Option<String>,
@@ -328,6 +339,8 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
         max_concurrent_reconciles: args.max_concurrent_tcp_reconciles.max(1),
         tenant_cluster_setup: args.tenant_cluster_setup,
         batch_window: args.rollout_batch_window,
+        ca_rotation_grace: args.ca_rotation_grace_period,
+        ca_rotation_start_percent: args.ca_rotation_start_percent,
         tokens: crate::tenant::deployment::TokenSettings {
             max_expiration: args.service_account_max_token_expiration,
             previous_keys_grace: args

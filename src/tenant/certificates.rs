@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 use crate::pki::{
-    Authority, CATALOG, IssueParams, Lifecycle, SecretData, Signers, TenantInputs,
+    Authority, CATALOG, IssueParams, Lifecycle, Phase, SecretData, Signers, StoredCa, TenantInputs,
     catalog::{
         self, AUTHORITIES, AuthoritySpec, CertificateSpec, FRONT_PROXY_CA, SERVICE_ACCOUNT, SecretType,
         Signer,
     },
-    issue,
+    issue::{self, IssueError},
 };
 
 /// A PKI Secret as stored.
@@ -81,6 +81,12 @@ pub enum Reason {
     RotationRequested,
     /// A deleted CA Secret is regenerated: with Kamaji, deleting it is how a CA rotation was asked for.
     CaDeleted,
+    /// A rotate request on a CA already rotating: answered by the rotation in progress.
+    RotationInProgress,
+    /// A CA rotation completes: the old CA is retired.
+    RotationCompleted,
+    /// A CA rotation starts by itself: the CA is near the end of its life.
+    CaLifetime,
     /// What is stored is no longer what the tenant needs (names the key and why).
     Stale(String),
 }
@@ -91,6 +97,11 @@ impl std::fmt::Display for Reason {
             Reason::Created => f.write_str("created"),
             Reason::RotationRequested => f.write_str("asked for with certs.kamaji.clastix.io/rotate"),
             Reason::CaDeleted => f.write_str("the CA Secret was deleted"),
+            Reason::RotationInProgress => f.write_str("a rotation of this CA is already in progress"),
+            Reason::RotationCompleted => f.write_str("the CA rotation completes: the old CA is retired"),
+            Reason::CaLifetime => {
+                f.write_str("the CA is past the share of its lifetime after which it rotates")
+            }
             Reason::Stale(why) => f.write_str(why),
         }
     }
@@ -158,14 +169,28 @@ pub struct Plan {
     pub problems: Vec<Problem>,
     /// When stored material changes next by itself (previous service-account keys retired).
     pub next_change: Option<OffsetDateTime>,
+    /// A CA is in the prepared phase after this plan.
+    pub authorities_prepared: bool,
 }
 
 impl Plan {
+    /// After this plan, a CA is still prepared (its rotation not completed).
+    pub fn leaves_ca_prepared(&self) -> bool {
+        self.authorities_prepared
+    }
+
     /// The tenant CA is being replaced.
     pub fn rotates_tenant_ca(&self) -> bool {
-        self.writes
-            .iter()
-            .any(|w| w.is_tenant_ca && w.reason != Reason::Created)
+        self.writes.iter().any(|w| {
+            w.is_tenant_ca
+                && matches!(
+                    w.reason,
+                    Reason::RotationRequested
+                        | Reason::RotationCompleted
+                        | Reason::CaDeleted
+                        | Reason::CaLifetime
+                )
+        })
     }
 }
 
@@ -205,6 +230,10 @@ pub struct Inputs<'a> {
     pub params: IssueParams,
     /// How long previous service-account public keys keep verifying after a rotation.
     pub service_account_grace: std::time::Duration,
+    /// A prepared CA rotation is to complete now (decided by [`crate::tenant::rotation`]).
+    pub complete_ca_rotation: bool,
+    /// A CA's rotation starts by itself once this share (percent) of its lifetime has passed.
+    pub ca_rotation_start_percent: u8,
 }
 
 /// Decides and issues every write the tenant's PKI needs now.
@@ -220,6 +249,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     };
 
     let authorities = plan_authorities(inputs, &mut plan, &rotate_value);
+    plan.authorities_prepared = authorities.values().any(|ca| ca.phase() == Phase::Prepared);
     plan_service_account(inputs, &mut plan, &rotate_value);
     plan_leaves(inputs, &mut plan, &authorities, &rotate_value);
     plan
@@ -228,70 +258,133 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
 /// A rotate-annotation value: the rotation time when rotated, else what is stored.
 type RotateValue<'a> = dyn Fn(Option<&Stored>, bool) -> Option<String> + 'a;
 
-/// The CAs: generated when missing or asked for, reported (never replaced) when
-/// unreadable. Returns the usable authorities by suffix, after any rotation.
+/// The CAs: generated when missing; a rotation request prepares a new CA beside the
+/// old one, [`Inputs::complete_ca_rotation`] completes it ([`StoredCa`]); reported,
+/// never replaced, when unreadable. Returns the usable CAs by suffix, after any change.
 fn plan_authorities(
     inputs: &Inputs<'_>,
     plan: &mut Plan,
     rotate_value: &RotateValue<'_>,
-) -> BTreeMap<&'static str, Authority> {
-    let mut authorities: BTreeMap<&str, Authority> = BTreeMap::new();
+) -> BTreeMap<&'static str, StoredCa> {
+    let mut authorities = BTreeMap::new();
     for spec in AUTHORITIES {
         let stored = inputs.stored.get(spec.secret_suffix);
+        let loaded = stored.map(|s| StoredCa::load(spec, &s.data));
         if stored.is_some_and(|s| s.paused) {
-            if let Some(ca) = stored.and_then(|s| issue::load_authority(spec, &s.data).ok()) {
+            if let Some(Ok(ca)) = loaded {
                 authorities.insert(spec.secret_suffix, ca);
             }
             continue;
         }
-        let reason = match stored {
-            None if inputs.provisioned && spec == &catalog::TENANT_CA => Some(Reason::CaDeleted),
-            None => Some(Reason::Created),
-            Some(s) if s.rotate_requested => Some(Reason::RotationRequested),
-            Some(s) => match issue::load_authority(spec, &s.data) {
-                Ok(ca) => {
-                    authorities.insert(spec.secret_suffix, ca);
-                    None
-                }
-                Err(error) => {
-                    plan.problems.push(Problem::Unreadable {
-                        secret: inputs.tenant.secret_name(spec.secret_suffix),
-                        reason: error.to_string(),
-                    });
-                    None
-                }
-            },
-        };
-        if let Some(reason) = reason {
-            match issue::generate_authority(spec, &inputs.params) {
-                Ok(ca) => {
-                    plan.writes.push(Write {
-                        suffix: spec.secret_suffix,
-                        data: issue::authority_secret_data(spec, &ca),
-                        secret_type: SecretType::Opaque,
-                        lifecycle: None,
-                        rotate_annotation: rotate_value(stored, reason == Reason::RotationRequested),
-                        reason,
-                        is_tenant_ca: spec == &catalog::TENANT_CA,
-                    });
-                    authorities.insert(spec.secret_suffix, ca);
-                }
-                Err(error) => plan.problems.push(Problem::IssueFailed {
-                    certificate: spec.name.to_string(),
-                    reason: error.to_string(),
-                }),
+        let next = match (stored, loaded) {
+            (None, _) => {
+                let reason = if inputs.provisioned && spec == &catalog::TENANT_CA {
+                    Reason::CaDeleted
+                } else {
+                    Reason::Created
+                };
+                issue::generate_authority(spec, &inputs.params)
+                    .map(|ca| Some((reason, StoredCa::settled(ca))))
             }
+            (Some(s), Some(Err(error))) if !s.rotate_requested => {
+                plan.problems.push(Problem::Unreadable {
+                    secret: inputs.tenant.secret_name(spec.secret_suffix),
+                    reason: error.to_string(),
+                });
+                continue;
+            }
+            (Some(_), Some(Err(_))) => {
+                // Asked for: an unreadable CA is replaced outright (there is nothing to overlap with).
+                issue::generate_authority(spec, &inputs.params)
+                    .map(|ca| Some((Reason::RotationRequested, StoredCa::settled(ca))))
+            }
+            (Some(s), Some(Ok(ca))) => {
+                if !ca.signing.is_externally_managed() {
+                    let start = rotation_start(&ca.signing, inputs.ca_rotation_start_percent);
+                    if start > inputs.params.now {
+                        plan.next_change = Some(plan.next_change.map_or(start, |t| t.min(start)));
+                    }
+                }
+                transition(inputs, spec, s, ca)
+            }
+            (Some(_), None) => continue,
+        };
+        match next {
+            Ok(Some((reason, ca))) => {
+                plan.writes.push(Write {
+                    suffix: spec.secret_suffix,
+                    data: ca.secret_data(spec),
+                    secret_type: SecretType::Opaque,
+                    lifecycle: None,
+                    rotate_annotation: rotate_value(stored, reason == Reason::RotationRequested),
+                    is_tenant_ca: spec == &catalog::TENANT_CA,
+                    reason,
+                });
+                authorities.insert(spec.secret_suffix, ca);
+            }
+            Ok(None) => {
+                if let Some(Ok(ca)) = stored.map(|s| StoredCa::load(spec, &s.data)) {
+                    authorities.insert(spec.secret_suffix, ca);
+                }
+            }
+            Err(error) => plan.problems.push(Problem::IssueFailed {
+                certificate: spec.name.to_string(),
+                reason: error.to_string(),
+            }),
         }
     }
-
     authorities
+}
+
+/// What a readable CA Secret becomes: prepared on a rotate request (once: a request
+/// while prepared is answered by the rotation in progress), completed when asked,
+/// rewritten when its layout differs, else kept (`None`).
+fn transition(
+    inputs: &Inputs<'_>,
+    spec: &AuthoritySpec,
+    stored: &Stored,
+    ca: StoredCa,
+) -> Result<Option<(Reason, StoredCa)>, IssueError> {
+    let now = inputs.params.now;
+    if stored.rotate_requested {
+        return match ca.phase() {
+            Phase::Settled if ca.signing.is_externally_managed() => Ok(None),
+            Phase::Settled => ca
+                .without_expired_cross_signed(now)
+                .prepare(spec, &inputs.params)
+                .map(|ca| Some((Reason::RotationRequested, ca))),
+            Phase::Prepared => Ok(Some((Reason::RotationInProgress, ca))),
+        };
+    }
+    if ca.phase() == Phase::Prepared && inputs.complete_ca_rotation {
+        return Ok(Some((Reason::RotationCompleted, ca.complete())));
+    }
+    if ca.phase() == Phase::Settled
+        && !ca.signing.is_externally_managed()
+        && now >= rotation_start(&ca.signing, inputs.ca_rotation_start_percent)
+    {
+        return ca
+            .without_expired_cross_signed(now)
+            .prepare(spec, &inputs.params)
+            .map(|ca| Some((Reason::CaLifetime, ca)));
+    }
+    let ca = ca.without_expired_cross_signed(now);
+    Ok(ca
+        .layout_differs(spec, &stored.data)
+        .map(|keys| (Reason::Stale(format!("{}: {keys} rewritten", spec.name)), ca)))
+}
+
+/// When a CA's rotation starts by itself: once `percent` of its lifetime has passed.
+pub fn rotation_start(ca: &Authority, percent: u8) -> OffsetDateTime {
+    let lifetime = ca.not_after() - ca.not_before();
+    ca.not_before() + lifetime * (f64::from(percent.min(100)) / 100.0)
 }
 
 /// Every leaf Secret: issued when missing, asked for or stale, signed by its CA.
 fn plan_leaves(
     inputs: &Inputs<'_>,
     plan: &mut Plan,
-    authorities: &BTreeMap<&'static str, Authority>,
+    authorities: &BTreeMap<&'static str, StoredCa>,
     rotate_value: &RotateValue<'_>,
 ) {
     let tenant_ca = authorities.get(catalog::TENANT_CA.secret_suffix);
@@ -315,8 +408,8 @@ fn plan_leaves(
         // Every signer of the Secret's rows must be usable to issue it.
         let signer_of = |signer: Signer| -> Result<&Authority, Problem> {
             let (ca, ca_spec): (Option<&Authority>, Option<&AuthoritySpec>) = match signer {
-                Signer::TenantCa => (tenant_ca, Some(&catalog::TENANT_CA)),
-                Signer::FrontProxyCa => (front_proxy_ca, Some(&FRONT_PROXY_CA)),
+                Signer::TenantCa => (tenant_ca.map(|c| &c.signing), Some(&catalog::TENANT_CA)),
+                Signer::FrontProxyCa => (front_proxy_ca.map(|c| &c.signing), Some(&FRONT_PROXY_CA)),
                 Signer::DatastoreCa => (datastore_ca, None),
             };
             let secret = ca_spec
@@ -547,6 +640,8 @@ mod tests {
             provisioned,
             params: params(),
             service_account_grace: std::time::Duration::from_secs(3600),
+            complete_ca_rotation: false,
+            ca_rotation_start_percent: 80,
         })
     }
 
@@ -616,29 +711,132 @@ mod tests {
         assert!(!plan.rotates_tenant_ca());
     }
 
+    fn with_completion(stored: &StoredSecrets, ca: &Authority) -> Plan {
+        plan(&Inputs {
+            tenant: &tenant(),
+            stored,
+            datastore: DatastoreSource::Ca(ca),
+            provisioned: true,
+            params: params(),
+            service_account_grace: std::time::Duration::from_secs(3600),
+            complete_ca_rotation: true,
+            ca_rotation_start_percent: 80,
+        })
+    }
+
     #[test]
-    fn a_ca_rotation_reissues_everything_the_ca_signs_and_nothing_else() {
+    fn a_ca_rotation_prepares_client_certificates_first_and_serving_ones_at_completion() {
         let ca = datastore_ca();
         let mut stored = StoredSecrets::new();
         let first = run(&stored, &ca, false);
         store(&mut stored, &first);
         stored.get_mut("ca").expect("stored").rotate_requested = true;
-        let plan = run(&stored, &ca, true);
-        assert!(plan.rotates_tenant_ca());
+        let prepare = run(&stored, &ca, true);
+        assert!(prepare.rotates_tenant_ca());
+        assert!(prepare.leaves_ca_prepared());
         assert_eq!(
-            suffixes(&plan),
+            suffixes(&prepare),
+            [
+                "admin-kubeconfig",
+                "api-server-kubelet-client-certificate",
+                "ca",
+                "controller-manager-kubeconfig",
+                "konnectivity-kubeconfig",
+                "scheduler-kubeconfig",
+            ],
+            "client certificates move to the new CA; serving ones (apiserver, konnectivity), \
+             front-proxy (own CA), datastore (DataStore CA) and the SA pair stay"
+        );
+        store(&mut stored, &prepare);
+        assert!(
+            run(&stored, &ca, true).writes.is_empty(),
+            "prepared is a steady state"
+        );
+        let again = {
+            stored.get_mut("ca").expect("stored").rotate_requested = true;
+            let plan = run(&stored, &ca, true);
+            stored.get_mut("ca").expect("stored").rotate_requested = false;
+            plan
+        };
+        assert_eq!(
+            suffixes(&again),
+            ["ca"],
+            "a second request is answered by the rotation in progress"
+        );
+        assert_eq!(again.writes[0].reason, Reason::RotationInProgress);
+        assert_eq!(again.writes[0].data, stored["ca"].data, "no second new CA");
+
+        let complete = with_completion(&stored, &ca);
+        assert!(complete.rotates_tenant_ca() && !complete.leaves_ca_prepared());
+        assert_eq!(
+            suffixes(&complete),
             [
                 "admin-kubeconfig",
                 "api-server-certificate",
-                "api-server-kubelet-client-certificate",
                 "ca",
                 "controller-manager-kubeconfig",
                 "konnectivity-certificate",
                 "konnectivity-kubeconfig",
                 "scheduler-kubeconfig",
             ],
-            "front-proxy (own CA), datastore (DataStore CA) and the SA pair stay"
+            "serving certificates move to the new CA at completion, and kubeconfigs \
+             drop the old CA from their bundle"
         );
+        let serving = &complete
+            .writes
+            .iter()
+            .find(|w| w.suffix == "api-server-certificate")
+            .expect("apiserver")
+            .data["apiserver.crt"];
+        assert_eq!(
+            crate::pki::certificates_der(serving).len(),
+            2,
+            "leaf and cross-signed CA"
+        );
+        store(&mut stored, &complete);
+        assert!(
+            run(&stored, &ca, true).writes.is_empty(),
+            "completed is a steady state"
+        );
+    }
+
+    #[test]
+    fn a_ca_rotates_by_itself_once_most_of_its_lifetime_has_passed() {
+        let ca = datastore_ca();
+        let mut stored = StoredSecrets::new();
+        // CAs valid one hour: 80 % of it is 48 minutes after their (backdated) start.
+        let mut short = params();
+        short.ca_validity = std::time::Duration::from_secs(3600);
+        let plan_at = |stored: &StoredSecrets, now: OffsetDateTime| {
+            plan(&Inputs {
+                tenant: &tenant(),
+                stored,
+                datastore: DatastoreSource::Ca(&ca),
+                provisioned: true,
+                params: IssueParams { now, ..short },
+                service_account_grace: std::time::Duration::from_secs(3600),
+                complete_ca_rotation: false,
+                ca_rotation_start_percent: 80,
+            })
+        };
+        let first = plan_at(&stored, short.now);
+        store(&mut stored, &first);
+        let early = plan_at(&stored, short.now);
+        assert!(early.writes.is_empty());
+        let start = early.next_change.expect("a timer at the start of the rotation");
+        let expected = short.now + time::Duration::minutes(48);
+        assert!(
+            (start - expected).abs() < time::Duration::minutes(2),
+            "{start} vs {expected}"
+        );
+        let due = plan_at(&stored, start + time::Duration::seconds(1));
+        let ca_write = due
+            .writes
+            .iter()
+            .find(|w| w.suffix == "ca")
+            .expect("the CA rotates");
+        assert_eq!(ca_write.reason, Reason::CaLifetime);
+        assert!(due.leaves_ca_prepared(), "by the same two phases");
     }
 
     #[test]

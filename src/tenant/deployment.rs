@@ -598,7 +598,8 @@ fn controller_manager(
         ("client-ca-file", pki("ca.crt")),
         ("cluster-name", tenant.name.clone()),
         // These sign the kubelet client certificates requested inside the tenant.
-        ("cluster-signing-cert-file", pki("ca.crt")),
+        // The signing CA alone (a bundle is refused); during a CA rotation, the new one.
+        ("cluster-signing-cert-file", pki("signing-ca.crt")),
         ("cluster-signing-key-file", pki("ca.key")),
         ("controllers", "*,bootstrapsigner,tokencleaner".to_string()),
         ("kubeconfig", kubeconfig),
@@ -783,7 +784,7 @@ mod tests {
             .args
             .clone()
             .unwrap_or_default();
-        assert!(args.contains(&"--cluster-signing-cert-file=/etc/kubernetes/pki/ca.crt".to_string()));
+        assert!(args.contains(&"--cluster-signing-cert-file=/etc/kubernetes/pki/signing-ca.crt".to_string()));
         assert!(args.contains(&"--cluster-signing-key-file=/etc/kubernetes/pki/ca.key".to_string()));
         assert!(args.contains(&"--controllers=*,bootstrapsigner,tokencleaner".to_string()));
     }

@@ -12,6 +12,7 @@ use k8s_openapi::{
 use super::{
     desired::{Problem, secret_data},
     meta::{TenantRef, suffix},
+    rotation,
     status::{self as rules, Rollout, remove_condition, set_condition_at},
 };
 use crate::{
@@ -45,6 +46,8 @@ pub struct Inputs<'a> {
     pub datastore: Option<(&'a str, &'a str)>,
     /// What the pass could not do.
     pub problems: &'a [Problem],
+    /// While a CA rotation is prepared: what its completion waits for.
+    pub ca_rotation_waiting_for: Option<&'a str>,
     /// The time of the pass.
     pub now: Timestamp,
 }
@@ -98,6 +101,7 @@ pub fn status(inputs: &Inputs<'_>) -> TenantControlPlaneStatus {
             last_update: Some(now.to_string()),
         });
     }
+    record_ca_rotation(&mut status, inputs, derived.status);
     status.control_plane_endpoint = Some(endpoint.to_string());
     status.kubernetes_resources = Some(KubernetesResourcesStatus {
         version: Some(VersionStatus {
@@ -131,6 +135,40 @@ pub fn status(inputs: &Inputs<'_>) -> TenantControlPlaneStatus {
     fields_condition(&mut status, tcp, generation, now);
     status.observed_generation = generation;
     status
+}
+
+/// `status.credentials.rotation.certificateAuthorities` ([`rotation::status`]).
+fn record_ca_rotation(
+    status: &mut TenantControlPlaneStatus,
+    inputs: &Inputs<'_>,
+    version: KubernetesVersionStatus,
+) {
+    let prepared = catalog::AUTHORITIES.iter().any(|spec| {
+        inputs
+            .secrets
+            .get(spec.secret_suffix)
+            .is_some_and(|s| secret_data(s).contains_key(spec.previous_keys.0))
+    });
+    let previous = status
+        .credentials
+        .as_ref()
+        .and_then(|c| c.rotation.as_ref())
+        .and_then(|r| r.certificate_authorities.clone());
+    let next = rotation::status(&rotation::StatusInputs {
+        previous: previous.as_ref(),
+        prepared,
+        rolling: version == KubernetesVersionStatus::CertificateAuthorityRotating,
+        waiting_for: inputs.ca_rotation_waiting_for,
+        now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(inputs.now),
+    });
+    if next != previous {
+        status
+            .credentials
+            .get_or_insert_with(Default::default)
+            .rotation
+            .get_or_insert_with(Default::default)
+            .certificate_authorities = next;
+    }
 }
 
 /// Whether the Deployment's pod template carries the checksum of the material stored now.

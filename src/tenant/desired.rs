@@ -19,11 +19,11 @@ use time::OffsetDateTime;
 use super::{
     certificates::{self, DatastoreSource, Plan, Reason, Stored, StoredSecrets},
     datastore::{self, Resolved},
-    deployment, service,
+    deployment, rotation, service,
 };
 use crate::{
     api::{TenantControlPlaneSpec, datastore::Driver, labels},
-    pki::{IssueParams, SecretData, TenantInputs, catalog},
+    pki::{IssueParams, Phase, SecretData, StoredCa, TenantInputs, catalog},
     tenant::meta::{TenantRef, suffix},
 };
 
@@ -54,6 +54,33 @@ pub struct Inputs<'a> {
     pub batch_window: Duration,
     /// The control plane's service-account token settings.
     pub tokens: deployment::TokenSettings,
+    /// What a prepared CA rotation's completion depends on, besides what is stored.
+    pub ca_rotation: CaRotationInputs,
+}
+
+/// The TenantControlPlane's side of a CA rotation's completion.
+#[derive(Clone, Debug)]
+pub struct CaRotationInputs {
+    /// [`labels::COMPLETE_CA_ROTATION`] is on the TenantControlPlane.
+    pub complete_requested: bool,
+    /// The nodes as the tenant-side controller last observed them.
+    pub nodes: Option<crate::api::rotation::NodeCredentials>,
+    /// How long after its start a verified rotation completes by itself.
+    pub grace: Duration,
+    /// A CA rotates by itself once this share (percent) of its lifetime has passed.
+    pub start_percent: u8,
+}
+
+impl Default for CaRotationInputs {
+    /// The manager's defaults: no request, nothing observed, 24 h grace, start at 80 %.
+    fn default() -> Self {
+        Self {
+            complete_requested: false,
+            nodes: None,
+            grace: Duration::from_secs(24 * 3600),
+            start_percent: 80,
+        }
+    }
 }
 
 /// One object to apply, in order.
@@ -122,8 +149,12 @@ pub struct Desired {
     pub endpoint: Option<String>,
     /// Secrets re-issued (not created), with why.
     pub rotated: Vec<(String, Reason)>,
-    /// The tenant CA is replaced by this pass.
+    /// The tenant CA changes phase in this pass (prepared, completed or re-created).
     pub ca_rotation: bool,
+    /// While a CA rotation is prepared: what its completion waits for.
+    pub ca_rotation_waiting_for: Option<String>,
+    /// The completion annotation has done its work (or there is no rotation to complete): remove it.
+    pub remove_completion_request: bool,
     /// The rollout waits for the batch to settle: reconcile again after this long.
     pub rollout_held_for: Option<Duration>,
     /// Stored material changes by itself then (previous service-account keys retired).
@@ -158,18 +189,43 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
             (None, None) => DatastoreSource::None,
         },
     };
-    let plan = certificates::plan(&certificates::Inputs {
+    let pki_inputs = certificates::Inputs {
         tenant: &tenant_inputs(tenant, spec, &endpoint, &user),
         stored: &stored,
         datastore: source,
         provisioned: inputs.provisioned,
         params: inputs.params,
         service_account_grace: inputs.tokens.previous_keys_grace,
-    });
+        complete_ca_rotation: false,
+        ca_rotation_start_percent: inputs.ca_rotation.start_percent,
+    };
+    let mut plan = certificates::plan(&pki_inputs);
+    match completion(inputs, observed, &stored, &plan) {
+        Some(rotation::Decision::Complete(_)) => {
+            plan = certificates::plan(&certificates::Inputs {
+                complete_ca_rotation: true,
+                ..pki_inputs
+            });
+        }
+        Some(rotation::Decision::Wait {
+            waiting_for,
+            recheck_in,
+        }) => {
+            out.ca_rotation_waiting_for = Some(waiting_for);
+            out.next_change_in = recheck_in;
+        }
+        None => {}
+    }
+    out.remove_completion_request = inputs.ca_rotation.complete_requested && !plan.leaves_ca_prepared();
     out.ca_rotation = plan.rotates_tenant_ca();
     out.next_change_in = plan
         .next_change
-        .map(|at| Duration::try_from(at - inputs.params.now).unwrap_or(Duration::ZERO));
+        .map(|at| Duration::try_from(at - inputs.params.now).unwrap_or(Duration::ZERO))
+        // A CA's rotation may be years away: look again daily rather than arm a long timer.
+        .map(|wait| wait.min(Duration::from_secs(24 * 3600)))
+        .into_iter()
+        .chain(out.next_change_in)
+        .min();
     out.problems
         .extend(plan.problems.iter().cloned().map(Problem::Pki));
 
@@ -199,6 +255,59 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
         out.objects.push(Object::Deployment(Box::new(deployment)));
     }
     out
+}
+
+/// Whether a prepared CA rotation completes in this pass (`None`: none is prepared).
+/// Only a pass with nothing else to write may complete it, so the control plane
+/// verifiably runs the prepared material first.
+fn completion(
+    inputs: &Inputs<'_>,
+    observed: &Observed,
+    stored: &StoredSecrets,
+    plan: &Plan,
+) -> Option<rotation::Decision> {
+    let prepared: Vec<StoredCa> = catalog::AUTHORITIES
+        .iter()
+        .filter_map(|spec| StoredCa::load(spec, &stored.get(spec.secret_suffix)?.data).ok())
+        .filter(|ca| ca.phase() == Phase::Prepared)
+        .collect();
+    if prepared.is_empty() {
+        return None;
+    }
+    let tenant_ca = stored
+        .get(catalog::TENANT_CA.secret_suffix)
+        .and_then(|s| StoredCa::load(&catalog::TENANT_CA, &s.data).ok());
+    let initiated_at = catalog::AUTHORITIES
+        .iter()
+        .filter_map(|spec| stored.get(spec.secret_suffix)?.rotate_annotation.as_deref())
+        .filter_map(|value| OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).ok())
+        .max();
+    let rolled_out = plan.writes.is_empty() && control_plane_runs(inputs, observed);
+    Some(rotation::decide(&rotation::Inputs {
+        requested: inputs.ca_rotation.complete_requested,
+        rolled_out,
+        signing_ca_serial: tenant_ca.as_ref().map_or("", |ca| ca.signing.serial()),
+        nodes: inputs.ca_rotation.nodes.as_ref(),
+        initiated_at,
+        grace: inputs.ca_rotation.grace,
+        now: inputs.params.now,
+    }))
+}
+
+/// The Deployment has rolled out, with a pod template carrying the material stored now.
+fn control_plane_runs(inputs: &Inputs<'_>, observed: &Observed) -> bool {
+    let Some(deployment) = observed.deployment.as_ref() else {
+        return false;
+    };
+    let complete = super::status::Rollout::of(deployment).complete();
+    let konnectivity = inputs.spec.konnectivity().is_some();
+    let data: Vec<(&str, SecretData)> = deployment::mounted_secret_suffixes(konnectivity)
+        .into_iter()
+        .map(|s| (s, observed.secrets.get(s).map(secret_data).unwrap_or_default()))
+        .collect();
+    complete
+        && deployment::deployed_checksum(deployment)
+            == Some(deployment::material_checksum(data.iter().map(|(s, d)| (*s, d))))
 }
 
 /// The tenant as its certificates see it.

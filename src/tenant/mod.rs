@@ -11,5 +11,7 @@ pub mod derive;
 pub mod desired;
 pub mod kubeadm_config;
 pub mod meta;
+pub mod node_credentials;
+pub mod rotation;
 pub mod service;
 pub mod status;

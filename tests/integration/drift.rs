@@ -1,7 +1,7 @@
 //! Drift and idempotence: the reconciler converges on what the tenant needs
 //! from whatever is stored, writes nothing when nothing changed, never replaces
 //! a CA it cannot read without an explicit rotate, honours the paused
-//! annotation, and survives being killed in the middle of a CA rotation.
+//! annotation (killed in the middle of a CA rotation: `ca_rotation.rs`).
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -13,9 +13,7 @@ use kamaji::api::{TenantControlPlane, tenant_control_plane::KubernetesVersionSta
 use kube::{Api, Client, api::ListParams};
 
 use super::walkthrough::{TENANT, provision, wait_for_status};
-use crate::support::{
-    Operator, TestNamespace, assert_chain, client, eventually, kubectl_ok, openssl, secret_value,
-};
+use crate::support::{TestNamespace, assert_chain, client, eventually, kubectl_ok, openssl, secret_value};
 
 async fn resource_versions(client: &Client, ns: &str) -> BTreeMap<String, String> {
     let mut versions = BTreeMap::new();
@@ -414,65 +412,4 @@ async fn paused_tenants_and_secrets_are_left_alone() {
     )
     .await;
     drop(operator);
-}
-
-#[tokio::test]
-async fn an_operator_killed_during_a_ca_rotation_converges_after_restart() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "ca-crash").await;
-    let (operator, _) = provision(&client, &ns.name).await;
-    let ca_secret = format!("{TENANT}-ca");
-    let old_ca = secret_value(&client, &ns.name, &ca_secret, "ca.crt").await;
-
-    kubectl_ok(&[
-        "annotate",
-        "secret",
-        "-n",
-        &ns.name,
-        &ca_secret,
-        "certs.kamaji.clastix.io/rotate=",
-    ]);
-    // SIGKILL as soon as the new CA is stored: leaves, kubeconfigs, the Deployment
-    // and the status are then in whatever state the crash left them.
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
-    tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if let Ok(s) = secrets.get(&ca_secret).await {
-                let ca = s.data.and_then(|d| d.get("ca.crt").map(|v| v.0.clone()));
-                if ca.is_some_and(|ca| ca != old_ca) {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the new CA was written");
-    operator.kill();
-
-    let restarted = Operator::start(&ns.name, &[]);
-    wait_for_status(&client, &ns.name, KubernetesVersionStatus::Ready, &restarted).await;
-    let ca = secret_value(&client, &ns.name, &ca_secret, "ca.crt").await;
-    assert_ne!(ca, old_ca);
-    let dir = tempfile::tempdir().expect("tempdir");
-    for (suffix, key) in [
-        ("api-server-certificate", "apiserver.crt"),
-        (
-            "api-server-kubelet-client-certificate",
-            "apiserver-kubelet-client.crt",
-        ),
-        ("konnectivity-certificate", "tls.crt"),
-    ] {
-        let leaf = secret_value(&client, &ns.name, &format!("{TENANT}-{suffix}"), key).await;
-        assert_chain(dir.path(), &ca, &leaf, suffix);
-    }
-    super::rotation::assert_kubeconfigs_trust_and_are_signed_by(&client, &ns.name, &ca, dir.path()).await;
-    // The rollout that carries the new CA completed: the Deployment's pods run it.
-    let deployment = Api::<Deployment>::namespaced(client.clone(), &ns.name)
-        .get(TENANT)
-        .await
-        .expect("deployment");
-    let status = deployment.status.expect("status");
-    assert_eq!(status.updated_replicas, deployment.spec.replicas);
-    assert_eq!(status.ready_replicas, deployment.spec.replicas);
 }

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod ca_rotation;
 mod crds;
 mod customisation;
 mod drift;

@@ -314,11 +314,49 @@ async fn rotating_the_ca_goes_through_certificate_authority_rotating_and_reissue
     let seen = observed.lock().expect("lock").clone();
     println!("statuses observed: {seen:?}");
 
-    let new_ca = secret_value(&client, &ns.name, &format!("{TENANT}-ca"), "ca.crt").await;
-    assert_ne!(old_ca, new_ca, "the CA was replaced");
+    // Prepared: the bundle carries the new CA, then the old one; client certificates
+    // are signed by the new CA, serving certificates still by the old one.
+    let bundle = secret_value(&client, &ns.name, &format!("{TENANT}-ca"), "ca.crt").await;
+    let new_ca = secret_value(&client, &ns.name, &format!("{TENANT}-ca"), "tls.crt").await;
+    assert_eq!(
+        bundle,
+        [new_ca.clone(), old_ca.clone()].concat(),
+        "new CA first, old CA kept"
+    );
+    for (suffix, key, _) in X509_SECRETS.iter().filter(|(_, _, signer)| *signer == "ca") {
+        let leaf = secret_value(&client, &ns.name, &format!("{TENANT}-{suffix}"), key).await;
+        let serving = matches!(*suffix, "api-server-certificate" | "konnectivity-certificate");
+        assert_chain(dir.path(), if serving { &old_ca } else { &new_ca }, &leaf, suffix);
+    }
+    assert_kubeconfigs_trust_and_are_signed_by(&client, &ns.name, &bundle, dir.path()).await;
+
+    // Completed on request: one CA; serving certificates from the new CA, carrying it
+    // cross-signed by the old one, so a client trusting only the old CA still verifies them.
+    kubectl_ok(&[
+        "annotate",
+        "tcp",
+        "-n",
+        &ns.name,
+        TENANT,
+        "certs.kamaji.clastix.io/complete-ca-rotation=",
+    ]);
+    eventually("the completed rotation", Duration::from_secs(120), || async {
+        let ca = secret_value(&client, &ns.name, &format!("{TENANT}-ca"), "ca.crt").await;
+        (ca == new_ca).then_some(())
+    })
+    .await;
+    wait_rolled_out(&client, &ns.name).await;
     for (suffix, key, _) in X509_SECRETS.iter().filter(|(_, _, signer)| *signer == "ca") {
         let leaf = secret_value(&client, &ns.name, &format!("{TENANT}-{suffix}"), key).await;
         assert_chain(dir.path(), &new_ca, &leaf, suffix);
+        if matches!(*suffix, "api-server-certificate" | "konnectivity-certificate") {
+            crate::support::assert_chain_through_intermediates(
+                dir.path(),
+                &old_ca,
+                &leaf,
+                &format!("{suffix} through the cross-signed CA"),
+            );
+        }
     }
     assert_kubeconfigs_trust_and_are_signed_by(&client, &ns.name, &new_ca, dir.path()).await;
     let annotation = kubectl_ok(&[

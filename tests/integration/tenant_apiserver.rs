@@ -107,7 +107,7 @@ async fn tenant_apiserver_runs_on_the_operators_secrets_and_follows_rotations() 
     // Same CA: the old leaves stay valid until they expire, as with kubeadm.
     assert_eq!(env.whoami(&admin).0, "kubernetes-admin");
 
-    // CA rotation: the new kubeconfig works, everything signed by the old CA is refused.
+    // CA rotation, prepared: the new kubeconfig works, and so do the saved ones.
     let old_ca = env.secret_value(&client, &tenant, "ca", "ca.crt").await;
     let generation = env.deployment_generation(&client, &tenant).await;
     crate::support::kubectl_ok(&[
@@ -117,6 +117,29 @@ async fn tenant_apiserver_runs_on_the_operators_secrets_and_follows_rotations() 
         &ns.name,
         &tenant.secret("ca"),
         "certs.kamaji.clastix.io/rotate=",
+    ]);
+    env.wait_rolled_out_after(&client, &tenant, generation).await;
+    drop(plane);
+    let plane = env.start_control_plane(&client, &tenant, false).await;
+    let new_super_admin = env.kubeconfig(&client, &tenant, "super-admin.conf").await;
+    let listed = env.kubectl_ok(
+        &new_super_admin,
+        &["get", "configmaps", "-n", "default", "-o", "name"],
+    );
+    assert!(listed.lines().any(|l| l == "configmap/proof"), "{listed}");
+    for saved in [&admin, &rotated_super_admin] {
+        env.kubectl_ok(saved, &["get", "namespaces"]);
+    }
+
+    // Completed: everything signed by the old CA is refused.
+    let generation = env.deployment_generation(&client, &tenant).await;
+    crate::support::kubectl_ok(&[
+        "annotate",
+        "tcp",
+        "-n",
+        &ns.name,
+        &tenant.name,
+        "certs.kamaji.clastix.io/complete-ca-rotation=",
     ]);
     env.wait_rolled_out_after(&client, &tenant, generation).await;
     let new_ca = env.secret_value(&client, &tenant, "ca", "ca.crt").await;

@@ -296,6 +296,13 @@ impl Operator {
         let _ = self.child.wait();
     }
 
+    /// SIGKILL without giving the handle up (a [`TenantEnv`](tenant::TenantEnv) then
+    /// starts the next one in its place).
+    pub fn kill_in_place(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The operator's log so far (for assertion messages).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -411,6 +418,29 @@ pub fn serial(dir: &Path, pem: &[u8]) -> String {
     .to_string()
 }
 
+/// `openssl verify -CAfile ca -untrusted leaf leaf` must print OK: the certificates
+/// after the first in `leaf` (a served chain) are the intermediates.
+pub fn assert_chain_through_intermediates(dir: &Path, ca: &[u8], leaf: &[u8], what: &str) {
+    let ca_file = dir.join(format!("ca-{:08x}.pem", rand::random::<u32>()));
+    let leaf_file = dir.join(format!("chain-{:08x}.pem", rand::random::<u32>()));
+    std::fs::write(&ca_file, ca).expect("writing the CA");
+    std::fs::write(&leaf_file, leaf).expect("writing the chain");
+    let out = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&ca_file)
+        .arg("-untrusted")
+        .arg(&leaf_file)
+        .arg(&leaf_file)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(": OK"),
+        "{what}: openssl verify failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `openssl verify -CAfile ca leaf` must print OK.
 pub fn assert_chain(dir: &Path, ca: &[u8], leaf: &[u8], what: &str) {
     let ca_file = dir.join(format!("ca-{:08x}.pem", rand::random::<u32>()));
@@ -430,6 +460,7 @@ pub fn assert_chain(dir: &Path, ca: &[u8], leaf: &[u8], what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+pub mod probe;
 pub mod tenant;
 
 /// Waits until the tenant's control plane runs the material now stored: the

@@ -210,6 +210,8 @@ pub struct TenantEnv {
     pub operator: Operator,
     /// The local cluster's binaries.
     pub bin: PathBuf,
+    /// The operator's flags (a restarted one gets the same).
+    flags: Vec<String>,
     etcd: Etcd,
     // Declared last: dropped after the processes that use it.
     dir: tempfile::TempDir,
@@ -238,10 +240,18 @@ impl TenantEnv {
             namespace: namespace.to_string(),
             datastore,
             operator,
+            flags: args.iter().map(|f| f.to_string()).collect(),
             bin,
             etcd,
             dir,
         }
+    }
+
+    /// Kills the operator with SIGKILL and starts a new one with the same flags.
+    pub fn restart_operator(&mut self) {
+        self.operator.kill_in_place();
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        self.operator = Operator::start(&self.namespace, &flags);
     }
 
     /// The scratch directory.

@@ -9,11 +9,15 @@ use kube::{
 use tracing::warn;
 
 use crate::{
-    api::{TenantControlPlane, TenantControlPlaneStatus, tenant_control_plane::KubernetesVersionStatus},
+    api::{
+        TenantControlPlane, TenantControlPlaneStatus, rotation::CaRotationPhase,
+        tenant_control_plane::KubernetesVersionStatus,
+    },
     controllers::Context,
     tenant::{
-        certificates,
+        certificates::{self, Reason},
         desired::{Desired, Problem},
+        meta::{TenantRef, suffix},
     },
 };
 
@@ -95,7 +99,62 @@ pub async fn publish_outcome(
     let was_rotating =
         tcp.status.as_ref().and_then(version) == Some(KubernetesVersionStatus::CertificateAuthorityRotating);
     if was_rotating && version(status) == Some(KubernetesVersionStatus::Ready) {
-        let note = "the control plane runs with the new CA".to_string();
-        publish(ctx, tcp, EventType::Normal, "CaRotationCompleted", note).await;
+        let (reason, note) = match ca_phase(status) {
+            Some(CaRotationPhase::Prepared) => (
+                "CaRotationPrepared",
+                "the control plane trusts the old and the new CA; clients hold new-CA certificates, \
+                 the API server still serves an old-CA one"
+                    .to_string(),
+            ),
+            _ => (
+                "CaRotationCompleted",
+                "the control plane runs with the new CA only".to_string(),
+            ),
+        };
+        publish(ctx, tcp, EventType::Normal, reason, note).await;
+    }
+}
+
+fn ca_phase(status: &TenantControlPlaneStatus) -> Option<CaRotationPhase> {
+    status
+        .credentials
+        .as_ref()?
+        .rotation
+        .as_ref()?
+        .certificate_authorities
+        .as_ref()?
+        .phase
+}
+
+/// The event announcing a change of the tenant CA's phase in this pass.
+pub fn ca_phase_note(tenant: &TenantRef, desired: &Desired) -> (&'static str, String) {
+    let ca = tenant.object_name(suffix::CA);
+    let reason = desired
+        .rotated
+        .iter()
+        .find(|(name, _)| *name == ca)
+        .map(|(_, reason)| reason);
+    match reason {
+        Some(Reason::RotationCompleted) => (
+            "CaRotationCompleting",
+            format!(
+                "completing the rotation of {ca}: the old CA is retired, serving certificates move to the new \
+                 CA (with the new CA cross-signed by the old one as intermediate), the control plane rolls once"
+            ),
+        ),
+        Some(Reason::CaDeleted) => (
+            "CaRecreated",
+            format!(
+                "{ca} was deleted: a new CA replaces it at once, everything it signs is re-issued and the control \
+                 plane rolled once; nodes and downloaded kubeconfigs need the new CA"
+            ),
+        ),
+        _ => (
+            "CaRotationStarted",
+            format!(
+                "preparing the rotation of {ca}: a new CA beside the old one, every bundle trusts both, client \
+                 certificates are re-issued under the new CA, the control plane rolls once"
+            ),
+        ),
     }
 }

@@ -42,7 +42,7 @@ use crate::{
         datastore::{SOURCE_EXPIRING_RECHECK, source_expiry_warning},
         derive,
         desired::{self, Desired, Observed, Problem},
-        meta::{TenantRef, suffix},
+        meta::TenantRef,
     },
 };
 
@@ -133,15 +133,16 @@ pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Resul
     let observed = observe::observe(&ctx, &tcp, &tenant).await?;
     let (desired, observed) = compute(&ctx, &tcp, &tenant, observed).await?;
     if desired.ca_rotation {
-        let note = format!(
-            "writing a new CA to {}; every certificate it signs is re-issued and the control plane rolled once",
-            tenant.object_name(suffix::CA)
-        );
-        events::publish(&ctx, &tcp, EventType::Normal, "CaRotationStarted", note).await;
-        // Announced before the new CA is written: a crash in between never leaves `Ready` stored.
+        let (reason, note) = events::ca_phase_note(&tenant, &desired);
+        events::publish(&ctx, &tcp, EventType::Normal, reason, note).await;
+        // Announced before the CA Secret is written: a crash in between never leaves `Ready` stored.
         status::write(&ctx, &tcp, &tenant, derive::announce_ca_rotation(&tcp)).await?;
     }
     let stored = apply::apply(&ctx, &tenant, observed, &desired.objects).await?;
+    if desired.remove_completion_request {
+        // After the completion is stored: a crash before this line completes nothing twice.
+        status::remove_completion_request(&ctx, &tenant).await?;
+    }
     if !desired.rotated.is_empty() {
         let rotated: Vec<String> = desired
             .rotated
@@ -162,6 +163,7 @@ pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Resul
             .ok()
             .map(|d| (d.name.as_str(), d.driver.as_str())),
         problems: &desired.problems,
+        ca_rotation_waiting_for: desired.ca_rotation_waiting_for.as_deref(),
         now: Timestamp::now(),
     });
     events::publish_outcome(&ctx, &tcp, &desired, &status).await;
@@ -202,6 +204,21 @@ async fn compute(
         .is_some();
     let (tenant, spec) = (tenant.clone(), tcp.spec.clone());
     let (batch_window, tokens) = (ctx.settings.batch_window, ctx.settings.tokens);
+    let ca_rotation = desired::CaRotationInputs {
+        complete_requested: tcp.annotations().contains_key(labels::COMPLETE_CA_ROTATION),
+        nodes: tcp.status.as_ref().and_then(|s| {
+            s.credentials
+                .as_ref()?
+                .rotation
+                .as_ref()?
+                .certificate_authorities
+                .as_ref()?
+                .nodes
+                .clone()
+        }),
+        grace: ctx.settings.ca_rotation_grace,
+        start_percent: ctx.settings.ca_rotation_start_percent,
+    };
     tokio::task::spawn_blocking(move || {
         let inputs = desired::Inputs {
             tenant: &tenant,
@@ -210,6 +227,7 @@ async fn compute(
             params,
             batch_window,
             tokens,
+            ca_rotation,
         };
         (desired::desired(&inputs, &observed), observed)
     })

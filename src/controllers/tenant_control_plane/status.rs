@@ -35,6 +35,15 @@ pub async fn write(
     status
         .conditions
         .retain(|c| !FOREIGN_CONDITIONS.contains(&c.type_.as_str()));
+    // The nodes' renewal is observed and written by the tenant-side controller.
+    if let Some(rotation) = status
+        .credentials
+        .as_mut()
+        .and_then(|c| c.rotation.as_mut())
+        .and_then(|r| r.certificate_authorities.as_mut())
+    {
+        rotation.nodes = None;
+    }
     let patch = serde_json::json!({
         "apiVersion": "kamaji.clastix.io/v1alpha1",
         "kind": "TenantControlPlane",
@@ -51,4 +60,18 @@ pub async fn write(
         format!("tenantcontrolplane {}/{}", tenant.namespace, tenant.name),
     ))?;
     Ok(true)
+}
+
+/// Removes [`labels::COMPLETE_CA_ROTATION`] from the TenantControlPlane once the
+/// rotation it asked to complete is complete (or none was in progress).
+pub async fn remove_completion_request(ctx: &Context, tenant: &TenantRef) -> Result<(), Error> {
+    let api: Api<TenantControlPlane> = Api::namespaced(ctx.client.clone(), &tenant.namespace);
+    let patch = serde_json::json!({"metadata": {"annotations": {labels::COMPLETE_CA_ROTATION: null}}});
+    api.patch(&tenant.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube(
+            "remove annotation",
+            format!("tenantcontrolplane {}/{}", tenant.namespace, tenant.name),
+        ))?;
+    Ok(())
 }

@@ -58,6 +58,7 @@ fn run(observed: &Observed) -> Desired {
             params: params(),
             batch_window: Duration::from_secs(2),
             tokens: deployment::TokenSettings::default(),
+            ca_rotation: Default::default(),
         },
         observed,
     )
@@ -250,6 +251,7 @@ fn without_an_address_only_the_service_is_applied() {
             params: params(),
             batch_window: Duration::from_secs(2),
             tokens: deployment::TokenSettings::default(),
+            ca_rotation: Default::default(),
         },
         &observed,
     );
