@@ -505,11 +505,7 @@ fn check_accepts_fresh_material_and_spots_what_changed() {
         &issued.pki.secrets["front-proxy-ca-certificate"],
     )
     .unwrap();
-    let signers = Signers {
-        ca: &ca,
-        front_proxy_ca: &front_proxy_ca,
-        datastore_ca: Some(&issued.datastore_ca),
-    };
+    let signers = Signers::new(&ca, &front_proxy_ca, Some(&issued.datastore_ca));
     let data = |row: &str| &issued.pki.secrets[catalog::find(row).unwrap().secret_suffix];
     for spec in CATALOG {
         issue::check(spec, data(spec.name), &tenant(), &signers, now)

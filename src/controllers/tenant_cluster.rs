@@ -64,6 +64,10 @@ use crate::{
 pub const CONDITION: &str = "TenantClusterReady";
 /// Field manager of that condition (the TCP reconciler owns the rest of the status).
 pub const STATUS_FIELD_MANAGER: &str = "kamaji-rs-tenant";
+
+/// The field manager of `status.credentials.rotation.certificateAuthorities.nodes`:
+/// its own, so applying the condition alone (with [`STATUS_FIELD_MANAGER`]) keeps it.
+const NODES_FIELD_MANAGER: &str = "kamaji-rs-tenant-nodes";
 /// Secret key of the credentials used inside the tenant (`system:masters`).
 pub const SUPER_ADMIN_KEY: &str = "super-admin.conf";
 /// Period of the pass that re-ensures objects deleted or changed inside a tenant.
@@ -472,7 +476,7 @@ async fn observe_nodes(
     });
     api.patch_status(
         &tenant.name,
-        &PatchParams::apply(STATUS_FIELD_MANAGER).force(),
+        &PatchParams::apply(NODES_FIELD_MANAGER).force(),
         &Patch::Apply(&patch),
     )
     .await

@@ -20,7 +20,7 @@ use super::{
     keys::{KeyAlgorithm, KeyError, PrivateKey, public_key_raw_from_pem},
     kubeconfig::{Kubeconfig, KubeconfigError, KubeconfigParams},
     pem,
-    trust::StoredCa,
+    trust::{Progress, StoredCa},
 };
 
 /// What a tenant says about itself that ends up in its certificates.
@@ -115,9 +115,28 @@ pub struct Signers<'a> {
     pub front_proxy_ca: &'a StoredCa,
     /// The DataStore CA (etcd driver only).
     pub datastore_ca: Option<&'a Authority>,
+    /// How far a rotation of the tenant CA has come (nothing moves when settled).
+    pub ca_progress: Progress,
+    /// How far a rotation of the front-proxy CA has come.
+    pub front_proxy_progress: Progress,
 }
 
 impl<'a> Signers<'a> {
+    /// Settled CAs (a new tenant), or rotations whose every step may go ahead.
+    pub fn new(ca: &'a StoredCa, front_proxy_ca: &'a StoredCa, datastore_ca: Option<&'a Authority>) -> Self {
+        let all = Progress {
+            clients_move: true,
+            serving_moves: true,
+        };
+        Self {
+            ca,
+            front_proxy_ca,
+            datastore_ca,
+            ca_progress: all,
+            front_proxy_progress: all,
+        }
+    }
+
     /// The signing CA for `signer`, if present.
     pub fn get(&self, signer: Signer) -> Option<&'a Authority> {
         match signer {
@@ -127,43 +146,69 @@ impl<'a> Signers<'a> {
         }
     }
 
-    fn stored(&self, signer: Signer) -> Option<&'a StoredCa> {
+    fn stored(&self, signer: Signer) -> Option<(&'a StoredCa, Progress)> {
         match signer {
-            Signer::TenantCa => Some(self.ca),
-            Signer::FrontProxyCa => Some(self.front_proxy_ca),
+            Signer::TenantCa => Some((self.ca, self.ca_progress)),
+            Signer::FrontProxyCa => Some((self.front_proxy_ca, self.front_proxy_progress)),
             Signer::DatastoreCa => None,
         }
     }
 
-    /// The CA that issues `spec`: during a CA rotation, serving certificates stay with
-    /// the old CA until completion, client certificates move to the new one at once.
+    /// Whether `spec`'s certificate is issued by the new CA of a rotation by now.
+    fn moved(spec: &CertificateSpec, progress: Progress) -> bool {
+        if spec.is_serving() {
+            progress.serving_moves
+        } else {
+            progress.clients_move
+        }
+    }
+
+    /// The CA that issues `spec`: during a CA rotation, the old CA until its step
+    /// ([`Progress`]) moves it to the new one; the signing CA when settled.
     pub fn issuer_of(&self, spec: &CertificateSpec) -> Option<&'a Authority> {
         match self.stored(spec.signer) {
-            Some(stored) if spec.is_serving() => Some(stored.serving_signer()),
+            Some((stored, progress)) if !Self::moved(spec, progress) => Some(stored.outgoing()),
             _ => self.get(spec.signer),
         }
+    }
+
+    /// Another CA whose client certificate is kept as it is: while the control plane
+    /// does not trust the new CA yet, one already issued by it (before a rollout
+    /// began) stays, so issuance never flips back and forth during a rollout.
+    fn also_accepted(&self, spec: &CertificateSpec) -> Option<&'a Authority> {
+        let (stored, progress) = self.stored(spec.signer)?;
+        (stored.previous.is_some() && !spec.is_serving() && !progress.clients_move).then_some(&stored.signing)
     }
 
     /// The CA bundle a kubeconfig of `signer` carries (every CA trusted now).
     pub fn bundle_of(&self, signer: Signer) -> Option<String> {
         match self.stored(signer) {
-            Some(stored) => Some(stored.bundle_pem()),
+            Some((stored, _)) => Some(stored.bundle_pem()),
             None => self.datastore_ca.map(|ca| ca.certificate_pem().to_owned()),
         }
     }
 
     /// The intermediate `spec`'s certificate carries after its certificate (the new CA
-    /// cross-signed by the old one: on serving certificates after a completed rotation,
+    /// cross-signed by the old one: on serving certificates once the new CA signs them,
     /// on certificates presented to nodes as soon as the new CA signs them), if any.
     pub fn chain_of(&self, spec: &CertificateSpec, now: OffsetDateTime) -> Option<&'a str> {
-        let stored = self.stored(spec.signer)?;
+        let (stored, progress) = self.stored(spec.signer)?;
         if spec.presented_to_nodes {
-            stored.node_chain(now)
+            // Only a certificate the new CA signs needs the way back to the old one.
+            let signed_by_new = stored.previous.is_none() || progress.clients_move;
+            stored.node_chain(now).filter(|_| signed_by_new)
         } else if spec.is_serving() {
-            stored.serving_chain(now)
+            stored.serving_chain(progress, now)
         } else {
             None
         }
+    }
+
+    /// The chain a certificate the new CA signed carries while it is only also
+    /// accepted ([`Signers::also_accepted`]).
+    fn chain_of_new(&self, spec: &CertificateSpec, now: OffsetDateTime) -> Option<&'a str> {
+        let (stored, _) = self.stored(spec.signer)?;
+        stored.node_chain(now).filter(|_| spec.presented_to_nodes)
     }
 }
 
@@ -462,11 +507,7 @@ pub fn issue_tenant(
         SERVICE_ACCOUNT.secret_suffix,
         service_account_secret_data(&SERVICE_ACCOUNT, params.algorithm)?,
     );
-    let signers = Signers {
-        ca: &ca,
-        front_proxy_ca: &front_proxy_ca,
-        datastore_ca,
-    };
+    let signers = Signers::new(&ca, &front_proxy_ca, datastore_ca);
     for suffix in leaf_secret_suffixes() {
         let data = issue_secret(suffix, tenant, &signers, params)?;
         if !data.is_empty() {
@@ -694,7 +735,10 @@ pub fn check(
         } => {
             if let Some(ca_key) = ca_key {
                 let carried = data.get(ca_key).ok_or(Stale::Missing { key: ca_key.into() })?;
-                if !same_certificate(carried, ca.certificate_der()) {
+                let also = signers.also_accepted(spec);
+                if !same_certificate(carried, ca.certificate_der())
+                    && !also.is_some_and(|a| same_certificate(carried, a.certificate_der()))
+                {
                     return Err(Stale::CaChanged { key: ca_key.into() });
                 }
             }
@@ -735,8 +779,24 @@ pub fn check(
         }
     };
 
-    check_chain(key_name, &cert_pem, signers.chain_of(spec, now))?;
-    match ca.verify_pem(&cert_pem, Some(&key_pem), now) {
+    let verified = match (
+        ca.verify_pem(&cert_pem, Some(&key_pem), now),
+        signers.also_accepted(spec),
+    ) {
+        (Err(VerifyError::BadSignature | VerifyError::IssuerMismatch { .. }), Some(also)) => {
+            also.verify_pem(&cert_pem, Some(&key_pem), now)
+        }
+        (result, _) => result,
+    };
+    let chain = match signers.also_accepted(spec) {
+        // Issued by the new CA before its trust rolled out: it carries the new CA's chain.
+        Some(also) if verified.is_ok() && also.verify_pem(&cert_pem, None, now).is_ok() => {
+            signers.chain_of_new(spec, now)
+        }
+        _ => signers.chain_of(spec, now),
+    };
+    check_chain(key_name, &cert_pem, chain)?;
+    match verified {
         Ok(()) => {}
         Err(VerifyError::KeyMismatch) => return Err(Stale::KeyMismatch { key: key_name.into() }),
         Err(VerifyError::Key(e)) => {

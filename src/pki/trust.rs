@@ -4,21 +4,26 @@
 //! - **settled**: one CA signs everything; after a completed rotation its
 //!   certificate cross-signed by the retired CA is kept, so serving certificates
 //!   can carry it as an intermediate for clients that only trust the old CA;
-//! - **prepared** ([`StoredCa::prepare`]): a new CA signs client certificates and
-//!   node CSRs, the old one still signs serving certificates, and every bundle
-//!   carries both, so no client is refused while credentials move over;
-//! - **completed** ([`StoredCa::complete`]): the old CA leaves every bundle and
-//!   its key is dropped; serving certificates move to the new CA.
+//! - **prepared** ([`StoredCa::prepare`]): every bundle carries both CAs; once the
+//!   control plane runs with that bundle, the new CA signs client certificates and
+//!   node CSRs ([`Progress::clients_move`]); the old one still signs serving
+//!   certificates, so no client is refused while credentials move over;
+//! - **completing** ([`Progress::serving_moves`]): serving certificates move to the
+//!   new CA and carry it cross-signed by the old one, both CAs still trusted;
+//! - **completed** ([`StoredCa::complete`]), once the control plane serves those:
+//!   the old CA leaves every bundle and its key is dropped.
 //!
-//! The phase is what the Secret holds (`previous-*` keys present or not), so an
-//! operator killed at any point resumes where it was: each phase change is one
-//! Secret write.
+//! Each step waits for the control plane to run the previous one, so a credential
+//! handed out is accepted (and the server it names verifies) the moment it is
+//! written. The phase is what is stored (`previous-*` keys present or not; whose
+//! serving certificates the new CA signed), so an operator killed at any point
+//! resumes where it was.
 
 use time::OffsetDateTime;
 
 use super::{
     Authority, SecretData,
-    catalog::AuthoritySpec,
+    catalog::{self, AuthoritySpec, Signer},
     issue::{IssueError, IssueParams, generate_authority},
     pem,
 };
@@ -41,6 +46,59 @@ pub enum Phase {
     Settled,
     /// Old and new CA side by side.
     Prepared,
+}
+
+/// How far one CA's prepared rotation has come, as the running control plane sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The running control plane trusts the new CA: client certificates move to it.
+    pub clients_move: bool,
+    /// Completion is under way: serving certificates move to the new CA.
+    pub serving_moves: bool,
+}
+
+/// The serving certificates a CA signs, as stored: how many the new CA of a
+/// rotation signs already, out of how many there are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServingMoved {
+    /// Signed by the signing (new) CA.
+    pub moved: usize,
+    /// Stored.
+    pub stored: usize,
+}
+
+impl ServingMoved {
+    /// Counts `ca`'s serving certificates in the tenant's Secrets (`data_of` a suffix).
+    pub fn count<'a>(
+        spec: &AuthoritySpec,
+        ca: &StoredCa,
+        data_of: impl Fn(&str) -> Option<&'a SecretData>,
+        now: OffsetDateTime,
+    ) -> Self {
+        let signer = if spec.name == catalog::TENANT_CA.name {
+            Signer::TenantCa
+        } else {
+            Signer::FrontProxyCa
+        };
+        catalog::CATALOG
+            .iter()
+            .filter(|row| row.signer == signer && row.is_serving())
+            .filter_map(|row| data_of(row.secret_suffix)?.get(row.certificate_key()))
+            .fold(Self::default(), |count, cert| Self {
+                moved: count.moved + usize::from(ca.signing.verify_pem(cert, None, now).is_ok()),
+                stored: count.stored + 1,
+            })
+    }
+
+    /// Completion has begun: the new CA signs some serving certificate.
+    pub fn underway(self) -> bool {
+        self.moved > 0
+    }
+
+    /// Every stored serving certificate is the new CA's (true when there are none).
+    pub fn all(self) -> bool {
+        self.moved == self.stored
+    }
 }
 
 impl StoredCa {
@@ -143,17 +201,20 @@ impl StoredCa {
         self.trusted().map(Authority::certificate_pem).collect()
     }
 
-    /// The CA that signs serving certificates: the old one until completion, so a
-    /// client that only knows it keeps verifying the server.
-    pub fn serving_signer(&self) -> &Authority {
+    /// The CA being replaced during a rotation, else the signing one: what signs a
+    /// certificate that has not moved to the new CA yet.
+    pub fn outgoing(&self) -> &Authority {
         self.previous.as_ref().unwrap_or(&self.signing)
     }
 
     /// The intermediate a serving certificate carries: the cross-signed certificate,
-    /// once the rotation is complete and while it is valid.
-    pub fn serving_chain(&self, now: OffsetDateTime) -> Option<&str> {
+    /// once the new CA signs serving certificates and while it is valid.
+    pub fn serving_chain(&self, progress: Progress, now: OffsetDateTime) -> Option<&str> {
         match (&self.previous, &self.cross_signed) {
             (None, Some((pem, not_after))) if *not_after > now => Some(pem.as_str()),
+            (Some(_), Some((pem, not_after))) if progress.serving_moves && *not_after > now => {
+                Some(pem.as_str())
+            }
             _ => None,
         }
     }

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 use crate::pki::{
-    Authority, CATALOG, IssueParams, Lifecycle, Phase, SecretData, Signers, StoredCa, TenantInputs,
+    Authority, CATALOG, IssueParams, Lifecycle, Phase, Progress, SecretData, ServingMoved, Signers, StoredCa,
+    TenantInputs,
     catalog::{
         self, AUTHORITIES, AuthoritySpec, CertificateSpec, FRONT_PROXY_CA, SERVICE_ACCOUNT, SecretType,
         Signer,
@@ -234,6 +235,9 @@ pub struct Inputs<'a> {
     pub complete_ca_rotation: bool,
     /// A CA's rotation starts by itself once this share (percent) of its lifetime has passed.
     pub ca_rotation_start_percent: u8,
+    /// The control plane has rolled out with the material as stored: during a
+    /// prepared CA rotation it trusts the new CA, so client certificates move to it.
+    pub control_plane_runs_stored: bool,
 }
 
 /// Decides and issues every write the tenant's PKI needs now.
@@ -249,7 +253,7 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     };
 
     let authorities = plan_authorities(inputs, &mut plan, &rotate_value);
-    plan.authorities_prepared = authorities.values().any(|ca| ca.phase() == Phase::Prepared);
+    plan.authorities_prepared = authorities.values().any(|(ca, _)| ca.phase() == Phase::Prepared);
     plan_service_account(inputs, &mut plan, &rotate_value);
     plan_leaves(inputs, &mut plan, &authorities, &rotate_value);
     plan
@@ -265,14 +269,15 @@ fn plan_authorities(
     inputs: &Inputs<'_>,
     plan: &mut Plan,
     rotate_value: &RotateValue<'_>,
-) -> BTreeMap<&'static str, StoredCa> {
+) -> BTreeMap<&'static str, (StoredCa, Progress)> {
     let mut authorities = BTreeMap::new();
     for spec in AUTHORITIES {
         let stored = inputs.stored.get(spec.secret_suffix);
         let loaded = stored.map(|s| StoredCa::load(spec, &s.data));
         if stored.is_some_and(|s| s.paused) {
             if let Some(Ok(ca)) = loaded {
-                authorities.insert(spec.secret_suffix, ca);
+                let progress = progress(inputs, spec, &ca, false);
+                authorities.insert(spec.secret_suffix, (ca, progress));
             }
             continue;
         }
@@ -320,11 +325,13 @@ fn plan_authorities(
                     is_tenant_ca: spec == &catalog::TENANT_CA,
                     reason,
                 });
-                authorities.insert(spec.secret_suffix, ca);
+                let progress = progress(inputs, spec, &ca, true);
+                authorities.insert(spec.secret_suffix, (ca, progress));
             }
             Ok(None) => {
                 if let Some(Ok(ca)) = stored.map(|s| StoredCa::load(spec, &s.data)) {
-                    authorities.insert(spec.secret_suffix, ca);
+                    let progress = progress(inputs, spec, &ca, false);
+                    authorities.insert(spec.secret_suffix, (ca, progress));
                 }
             }
             Err(error) => plan.problems.push(Problem::IssueFailed {
@@ -356,8 +363,15 @@ fn transition(
             Phase::Prepared => Ok(Some((Reason::RotationInProgress, ca))),
         };
     }
-    if ca.phase() == Phase::Prepared && inputs.complete_ca_rotation {
-        return Ok(Some((Reason::RotationCompleted, ca.complete())));
+    if ca.phase() == Phase::Prepared {
+        let serving = serving_moved(inputs, spec, &ca);
+        // The old CA retires once the control plane serves what the new one signed.
+        if (inputs.complete_ca_rotation || serving.underway())
+            && serving.all()
+            && inputs.control_plane_runs_stored
+        {
+            return Ok(Some((Reason::RotationCompleted, ca.complete())));
+        }
     }
     if ca.phase() == Phase::Settled
         && !ca.signing.is_externally_managed()
@@ -374,6 +388,27 @@ fn transition(
         .map(|keys| (Reason::Stale(format!("{}: {keys} rewritten", spec.name)), ca)))
 }
 
+/// `ca`'s serving certificates as stored: how many its new CA signs already.
+fn serving_moved(inputs: &Inputs<'_>, spec: &AuthoritySpec, ca: &StoredCa) -> ServingMoved {
+    ServingMoved::count(
+        spec,
+        ca,
+        |suffix| inputs.stored.get(suffix).map(|s| &s.data),
+        inputs.params.now,
+    )
+}
+
+/// Which steps of a prepared rotation go ahead in this pass: client certificates move
+/// once the control plane runs the CA as stored (not one written now); serving ones
+/// once completion was decided or has begun.
+fn progress(inputs: &Inputs<'_>, spec: &AuthoritySpec, ca: &StoredCa, written: bool) -> Progress {
+    Progress {
+        clients_move: inputs.control_plane_runs_stored && !written,
+        serving_moves: ca.phase() == Phase::Prepared
+            && (inputs.complete_ca_rotation || serving_moved(inputs, spec, ca).underway()),
+    }
+}
+
 /// When a CA's rotation starts by itself: once `percent` of its lifetime has passed.
 pub fn rotation_start(ca: &Authority, percent: u8) -> OffsetDateTime {
     let lifetime = ca.not_after() - ca.not_before();
@@ -384,7 +419,7 @@ pub fn rotation_start(ca: &Authority, percent: u8) -> OffsetDateTime {
 fn plan_leaves(
     inputs: &Inputs<'_>,
     plan: &mut Plan,
-    authorities: &BTreeMap<&'static str, StoredCa>,
+    authorities: &BTreeMap<&'static str, (StoredCa, Progress)>,
     rotate_value: &RotateValue<'_>,
 ) {
     let tenant_ca = authorities.get(catalog::TENANT_CA.secret_suffix);
@@ -408,8 +443,8 @@ fn plan_leaves(
         // Every signer of the Secret's rows must be usable to issue it.
         let signer_of = |signer: Signer| -> Result<&Authority, Problem> {
             let (ca, ca_spec): (Option<&Authority>, Option<&AuthoritySpec>) = match signer {
-                Signer::TenantCa => (tenant_ca.map(|c| &c.signing), Some(&catalog::TENANT_CA)),
-                Signer::FrontProxyCa => (front_proxy_ca.map(|c| &c.signing), Some(&FRONT_PROXY_CA)),
+                Signer::TenantCa => (tenant_ca.map(|(c, _)| &c.signing), Some(&catalog::TENANT_CA)),
+                Signer::FrontProxyCa => (front_proxy_ca.map(|(c, _)| &c.signing), Some(&FRONT_PROXY_CA)),
                 Signer::DatastoreCa => (datastore_ca, None),
             };
             let secret = ca_spec
@@ -427,7 +462,9 @@ fn plan_leaves(
             }
             Ok(ca)
         };
-        let (Some(tenant_ca), Some(front_proxy_ca)) = (tenant_ca, front_proxy_ca) else {
+        let (Some((tenant_ca, ca_progress)), Some((front_proxy_ca, front_proxy_progress))) =
+            (tenant_ca, front_proxy_ca)
+        else {
             // Reported above: nothing signed by a CA we cannot read is touched.
             continue;
         };
@@ -435,6 +472,8 @@ fn plan_leaves(
             ca: tenant_ca,
             front_proxy_ca,
             datastore_ca,
+            ca_progress: *ca_progress,
+            front_proxy_progress: *front_proxy_progress,
         };
         let reason = match stored {
             None => Some(Reason::Created),
@@ -589,7 +628,7 @@ pub fn rfc3339(time: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::KeyAlgorithm;
+    use crate::pki::{KeyAlgorithm, kubeconfig::Kubeconfig};
 
     fn tenant() -> TenantInputs {
         TenantInputs {
@@ -642,6 +681,22 @@ mod tests {
             service_account_grace: std::time::Duration::from_secs(3600),
             complete_ca_rotation: false,
             ca_rotation_start_percent: 80,
+            control_plane_runs_stored: true,
+        })
+    }
+
+    /// A pass while the Deployment rolls out what is stored.
+    fn run_rolling(stored: &StoredSecrets, ca: &Authority) -> Plan {
+        plan(&Inputs {
+            tenant: &tenant(),
+            stored,
+            datastore: DatastoreSource::Ca(ca),
+            provisioned: true,
+            params: params(),
+            service_account_grace: std::time::Duration::from_secs(3600),
+            complete_ca_rotation: false,
+            ca_rotation_start_percent: 80,
+            control_plane_runs_stored: false,
         })
     }
 
@@ -721,6 +776,7 @@ mod tests {
             service_account_grace: std::time::Duration::from_secs(3600),
             complete_ca_rotation: true,
             ca_rotation_start_percent: 80,
+            control_plane_runs_stored: true,
         })
     }
 
@@ -734,20 +790,64 @@ mod tests {
         let prepare = run(&stored, &ca, true);
         assert!(prepare.rotates_tenant_ca());
         assert!(prepare.leaves_ca_prepared());
+        let kubeconfigs = [
+            "admin-kubeconfig",
+            "controller-manager-kubeconfig",
+            "konnectivity-kubeconfig",
+            "scheduler-kubeconfig",
+        ];
+        let mut trusting = kubeconfigs.to_vec();
+        trusting.insert(1, "ca");
         assert_eq!(
             suffixes(&prepare),
-            [
-                "admin-kubeconfig",
-                "api-server-kubelet-client-certificate",
-                "ca",
-                "controller-manager-kubeconfig",
-                "konnectivity-kubeconfig",
-                "scheduler-kubeconfig",
-            ],
-            "client certificates move to the new CA; serving ones (apiserver, konnectivity), \
-             front-proxy (own CA), datastore (DataStore CA) and the SA pair stay"
+            trusting,
+            "first the bundles: kubeconfigs carry both CAs, their client certificates \
+             still from the old CA, which the running control plane trusts"
+        );
+        let old_ca = Authority::from_pem(&stored["ca"].data["ca.crt"], None).expect("old CA");
+        let client_pem = |plan: &Plan, suffix: &str| {
+            let data = &plan
+                .writes
+                .iter()
+                .find(|w| w.suffix == suffix)
+                .expect("written")
+                .data;
+            let kubeconfig = Kubeconfig::parse(&data["admin.conf"]).expect("kubeconfig");
+            kubeconfig.client_credentials().expect("credentials")[0]
+                .certificate_pem
+                .clone()
+        };
+        assert!(
+            old_ca
+                .verify_pem(&client_pem(&prepare, "admin-kubeconfig"), None, params().now)
+                .is_ok()
         );
         store(&mut stored, &prepare);
+        assert!(
+            run_rolling(&stored, &ca).writes.is_empty(),
+            "nothing moves while the control plane rolls out with the bundle"
+        );
+        let moved = run(&stored, &ca, true);
+        let mut clients = kubeconfigs.to_vec();
+        clients.insert(1, "api-server-kubelet-client-certificate");
+        assert_eq!(
+            suffixes(&moved),
+            clients,
+            "once it runs with the bundle, client certificates move to the new CA; serving \
+             ones (apiserver, konnectivity), front-proxy (own CA), datastore (DataStore CA) \
+             and the SA pair stay"
+        );
+        let new_ca = Authority::from_pem(&stored["ca"].data["tls.crt"], None).expect("new CA");
+        assert!(
+            new_ca
+                .verify_pem(&client_pem(&moved, "admin-kubeconfig"), None, params().now)
+                .is_ok()
+        );
+        store(&mut stored, &moved);
+        assert!(
+            run_rolling(&stored, &ca).writes.is_empty(),
+            "no way back while that rolls out"
+        );
         assert!(
             run(&stored, &ca, true).writes.is_empty(),
             "prepared is a steady state"
@@ -766,23 +866,16 @@ mod tests {
         assert_eq!(again.writes[0].reason, Reason::RotationInProgress);
         assert_eq!(again.writes[0].data, stored["ca"].data, "no second new CA");
 
-        let complete = with_completion(&stored, &ca);
-        assert!(complete.rotates_tenant_ca() && !complete.leaves_ca_prepared());
+        // Completion, first step: serving certificates move to the new CA (carrying it
+        // cross-signed by the old one); both CAs stay trusted.
+        let serving_step = with_completion(&stored, &ca);
+        assert!(!serving_step.rotates_tenant_ca() && serving_step.leaves_ca_prepared());
         assert_eq!(
-            suffixes(&complete),
-            [
-                "admin-kubeconfig",
-                "api-server-certificate",
-                "ca",
-                "controller-manager-kubeconfig",
-                "konnectivity-certificate",
-                "konnectivity-kubeconfig",
-                "scheduler-kubeconfig",
-            ],
-            "serving certificates move to the new CA at completion, and kubeconfigs \
-             drop the old CA from their bundle"
+            suffixes(&serving_step),
+            ["api-server-certificate", "konnectivity-certificate"],
+            "serving certificates move first"
         );
-        let serving = &complete
+        let serving = &serving_step
             .writes
             .iter()
             .find(|w| w.suffix == "api-server-certificate")
@@ -793,7 +886,21 @@ mod tests {
             2,
             "leaf and cross-signed CA"
         );
-        store(&mut stored, &complete);
+        assert!(new_ca.verify_pem(serving, None, params().now).is_ok());
+        store(&mut stored, &serving_step);
+        assert!(
+            run_rolling(&stored, &ca).writes.is_empty(),
+            "the old CA stays while the new serving certificates roll out"
+        );
+
+        // Second step, by itself once they run: the old CA retires and kubeconfigs
+        // drop it from their bundle.
+        let retire = run(&stored, &ca, true);
+        assert!(retire.rotates_tenant_ca() && !retire.leaves_ca_prepared());
+        let mut retired = kubeconfigs.to_vec();
+        retired.insert(1, "ca");
+        assert_eq!(suffixes(&retire), retired);
+        store(&mut stored, &retire);
         assert!(
             run(&stored, &ca, true).writes.is_empty(),
             "completed is a steady state"
@@ -817,6 +924,7 @@ mod tests {
                 service_account_grace: std::time::Duration::from_secs(3600),
                 complete_ca_rotation: false,
                 ca_rotation_start_percent: 80,
+                control_plane_runs_stored: true,
             })
         };
         let first = plan_at(&stored, short.now);

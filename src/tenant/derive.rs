@@ -24,7 +24,7 @@ use crate::{
         },
     },
     pki::{
-        SecretData,
+        Phase, SecretData, ServingMoved, StoredCa,
         catalog::{self, StatusField},
     },
     tenant::deployment::{self, data_checksum},
@@ -93,6 +93,7 @@ pub fn status(inputs: &Inputs<'_>) -> TenantControlPlaneStatus {
         rolled_out_ca_checksum: previous_ca.as_ref().and_then(|c| c.checksum.as_deref()),
         rollout,
         material_rolled_out: material_rolled_out(inputs),
+        ca_completing: ca_completing(inputs),
     });
     if derived.rolled_out_ca_checksum != previous_ca.as_ref().and_then(|c| c.checksum.clone()) {
         status.certificates.get_or_insert_with(Default::default).ca = Some(SecretStatus {
@@ -137,6 +138,28 @@ pub fn status(inputs: &Inputs<'_>) -> TenantControlPlaneStatus {
     status
 }
 
+fn now_offset(now: Timestamp) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(now.as_second()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A prepared CA whose new CA already signs serving certificates: completion began.
+fn ca_completing(inputs: &Inputs<'_>) -> bool {
+    let data: BTreeMap<&str, SecretData> = inputs
+        .secrets
+        .iter()
+        .map(|(suffix, secret)| (suffix.as_str(), secret_data(secret)))
+        .collect();
+    catalog::AUTHORITIES.iter().any(|spec| {
+        data.get(spec.secret_suffix)
+            .and_then(|d| StoredCa::load(spec, d).ok())
+            .is_some_and(|ca| {
+                ca.phase() == Phase::Prepared
+                    && ServingMoved::count(spec, &ca, |suffix| data.get(suffix), now_offset(inputs.now))
+                        .underway()
+            })
+    })
+}
+
 /// `status.credentials.rotation.certificateAuthorities` ([`rotation::status`]).
 fn record_ca_rotation(
     status: &mut TenantControlPlaneStatus,
@@ -157,6 +180,7 @@ fn record_ca_rotation(
     let next = rotation::status(&rotation::StatusInputs {
         previous: previous.as_ref(),
         prepared,
+        completing: ca_completing(inputs),
         rolling: version == KubernetesVersionStatus::CertificateAuthorityRotating,
         waiting_for: inputs.ca_rotation_waiting_for,
         now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(inputs.now),

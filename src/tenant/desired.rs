@@ -198,6 +198,7 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
         service_account_grace: inputs.tokens.previous_keys_grace,
         complete_ca_rotation: false,
         ca_rotation_start_percent: inputs.ca_rotation.start_percent,
+        control_plane_runs_stored: control_plane_runs(inputs, observed),
     };
     let mut plan = certificates::plan(&pki_inputs);
     match completion(inputs, observed, &stored, &plan) {

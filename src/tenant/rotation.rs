@@ -104,6 +104,8 @@ pub struct StatusInputs<'a> {
     pub previous: Option<&'a CaRotation>,
     /// A CA is in its prepared phase, as stored after the pass.
     pub prepared: bool,
+    /// Its completion has begun: the new CA signs serving certificates.
+    pub completing: bool,
     /// The control plane rolls out a CA change (`CertificateAuthorityRotating`).
     pub rolling: bool,
     /// What completion waits for, while prepared.
@@ -120,6 +122,7 @@ pub fn status(inputs: &StatusInputs<'_>) -> Option<CaRotation> {
     let previous_phase = inputs.previous.and_then(|p| p.phase);
     let in_rotation = matches!(previous_phase, Some(Preparing | Prepared | Completing));
     let phase = match (inputs.prepared, inputs.rolling) {
+        (true, _) if inputs.completing => Completing,
         (true, true) => Preparing,
         (true, false) => Prepared,
         (false, true) if in_rotation => Completing,
@@ -222,6 +225,7 @@ mod tests {
             status(&StatusInputs {
                 previous,
                 prepared,
+                completing: false,
                 rolling,
                 waiting_for: Some("nodes a"),
                 now: at(t),
@@ -237,18 +241,32 @@ mod tests {
         assert_eq!(prepared.waiting_for.as_deref(), Some("nodes a"));
         let again = step(Some(&prepared), true, false, 3).unwrap_or_default();
         assert_eq!(again, prepared, "a pass in the same phase changes nothing");
-        let completing = step(Some(&prepared), false, true, 4).unwrap_or_default();
+        let serving_step = status(&StatusInputs {
+            previous: Some(&prepared),
+            prepared: true,
+            completing: true,
+            rolling: false,
+            waiting_for: None,
+            now: at(4),
+        })
+        .unwrap_or_default();
+        assert_eq!(serving_step.phase, Some(Completing), "serving certificates move");
+        let completing = step(Some(&serving_step), false, true, 5).unwrap_or_default();
         assert_eq!(completing.phase, Some(Completing));
-        assert_eq!(completing.last_completion_triggered_time, Some(at(4)));
+        assert_eq!(
+            completing.last_completion_triggered_time,
+            Some(at(4)),
+            "triggered when serving certificates began to move"
+        );
         assert_eq!(completing.waiting_for, None);
-        let completed = step(Some(&completing), false, false, 5).unwrap_or_default();
+        let completed = step(Some(&completing), false, false, 6).unwrap_or_default();
         assert_eq!(completed.phase, Some(Completed));
-        assert_eq!(completed.last_completion_time, Some(at(5)));
-        assert_eq!(step(Some(&completed), false, false, 6), Some(completed.clone()));
-        let next = step(Some(&completed), true, true, 7).unwrap_or_default();
+        assert_eq!(completed.last_completion_time, Some(at(6)));
+        assert_eq!(step(Some(&completed), false, false, 7), Some(completed.clone()));
+        let next = step(Some(&completed), true, true, 8).unwrap_or_default();
         assert_eq!(
             (next.phase, next.last_initiation_time, next.last_completion_time),
-            (Some(Preparing), Some(at(7)), None)
+            (Some(Preparing), Some(at(8)), None)
         );
     }
 

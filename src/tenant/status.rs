@@ -69,6 +69,9 @@ pub struct Inputs<'a> {
     /// The Deployment's pod template carries the material now stored (a rollout held
     /// for a batch to settle has not started yet).
     pub material_rolled_out: bool,
+    /// A CA rotation's completion has begun (serving certificates move to the new
+    /// CA): the old CA retires next, so the tenant is rotating throughout.
+    pub ca_completing: bool,
 }
 
 /// The derived version status, and what to record once it holds.
@@ -93,7 +96,7 @@ pub fn derive(inputs: &Inputs<'_>) -> Derived {
         .is_some_and(|c| c != inputs.stored_ca_checksum);
     let status = if inputs.rollout.is_some() && rollout.desired == 0 && !ca_changed {
         KubernetesVersionStatus::Sleeping
-    } else if ca_changed && !complete {
+    } else if (ca_changed && !complete) || inputs.ca_completing {
         KubernetesVersionStatus::CertificateAuthorityRotating
     } else if inputs.installed_version.is_none() && !complete {
         KubernetesVersionStatus::Provisioning
@@ -203,6 +206,7 @@ mod tests {
             rolled_out_ca_checksum: rolled_ca,
             rollout: r,
             material_rolled_out: true,
+            ca_completing: false,
         }
     }
 

@@ -4,6 +4,10 @@
 //! reset while the test restarts the control plane on its new material: counted
 //! apart, a real rollout replaces pods one by one).
 //!
+//! A refusal while the server's `/readyz` fails, just before or just after the
+//! request, is counted as unavailable: a starting kube-apiserver answers 403 until
+//! its authorizer has synced, and a Service sends no traffic to a pod that is not ready.
+//!
 //! Each request is `kubectl auth whoami` (Go's TLS stack and chain building, as a
 //! kubelet has) or the same SelfSubjectReview through kube-rs (rustls), with a
 //! fresh connection, so every request verifies the certificate served at that moment.
@@ -64,6 +68,16 @@ impl PhaseLabel {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = phase.to_string();
     }
 
+    /// Moves to `phase` unless a later one of `order` is set already (two observers
+    /// of the same rotation never move it back).
+    pub fn advance(&self, order: &[&str], phase: &str) {
+        let mut current = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let at = |p: &str| order.iter().position(|o| *o == p);
+        if at(phase) > at(current.as_str()) {
+            *current = phase.to_string();
+        }
+    }
+
     fn get(&self) -> String {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -119,14 +133,24 @@ impl Probe {
                 while !stop.load(Ordering::Relaxed) {
                     let label = phase.get();
                     let kubeconfig = credentials.get();
+                    let ready_before = server_ready(&kubeconfig).await;
                     let outcome = match stack {
                         Stack::Kubectl => {
-                            let (kubectl, file) = (kubectl.clone(), file.clone());
+                            let (kubectl, file, kubeconfig) =
+                                (kubectl.clone(), file.clone(), kubeconfig.clone());
                             tokio::task::spawn_blocking(move || via_kubectl(&kubectl, &file, &kubeconfig))
                                 .await
                                 .unwrap_or_else(|e| Outcome::Refused(e.to_string()))
                         }
                         Stack::KubeRs => via_kube_rs(&kubeconfig).await,
+                    };
+                    // A server that is not ready (starting: its authorizer not yet synced)
+                    // is one a Service would not route to: unavailable, not a refusal.
+                    let outcome = match outcome {
+                        Outcome::Refused(_) if !ready_before || !server_ready(&kubeconfig).await => {
+                            Outcome::Unavailable
+                        }
+                        other => other,
                     };
                     record(&counts, &label, outcome);
                     tokio::time::sleep(interval).await;
@@ -177,6 +201,8 @@ pub fn classify(message: &str) -> Outcome {
     let lower = message.to_ascii_lowercase();
     let unavailable = [
         "connection refused",
+        // kubectl's own wording for ECONNREFUSED.
+        "the connection to the server",
         "connection reset",
         "broken pipe",
         "eof",
@@ -253,6 +279,32 @@ async fn via_kube_rs(kubeconfig: &[u8]) -> Outcome {
         }
         Err(e) => classify(&with_causes(&e)),
     }
+}
+
+/// `/readyz` of the kubeconfig's server answers 200 (anonymously, the server's
+/// certificate not verified: this asks whether the process is ready, nothing else).
+async fn server_ready(kubeconfig: &[u8]) -> bool {
+    let server = std::str::from_utf8(kubeconfig)
+        .ok()
+        .and_then(|text| kube::config::Kubeconfig::from_yaml(text).ok())
+        .and_then(|k| k.clusters.into_iter().next()?.cluster?.server);
+    let Some(uri) = server.and_then(|s| s.parse::<http::Uri>().ok()) else {
+        return false;
+    };
+    let mut config = kube::Config::new(uri);
+    config.accept_invalid_certs = true;
+    config.connect_timeout = Some(Duration::from_secs(2));
+    config.read_timeout = Some(Duration::from_secs(2));
+    let Ok(client) = kube::Client::try_from(config) else {
+        return false;
+    };
+    let Ok(request) = http::Request::get("/readyz").body(Vec::new()) else {
+        return false;
+    };
+    client
+        .request_text(request)
+        .await
+        .is_ok_and(|body| body.trim() == "ok")
 }
 
 fn with_causes(error: &dyn std::error::Error) -> String {

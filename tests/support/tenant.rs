@@ -535,6 +535,7 @@ impl TenantEnv {
             apiserver,
             controller_manager,
             root,
+            generation: deployment.metadata.generation.unwrap_or_default(),
         };
         let super_admin = write(
             &plane.root,
@@ -630,6 +631,8 @@ pub struct ControlPlane {
     pub controller_manager: Option<Process>,
     /// Where its files are, laid out as the pod mounts them.
     pub root: PathBuf,
+    /// The Deployment generation whose pod template it runs.
+    pub generation: i64,
 }
 
 impl ControlPlane {

@@ -29,7 +29,7 @@ fn prepare_keeps_the_old_ca_trusted_and_signing_servers_and_cross_signs_the_new_
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(prepared.phase(), Phase::Prepared);
     assert_ne!(prepared.signing.serial(), old_serial);
-    assert_eq!(prepared.serving_signer().serial(), old_serial);
+    assert_eq!(prepared.outgoing().serial(), old_serial);
     let bundle = crate::pki::certificates_der(prepared.bundle_pem().as_bytes());
     assert_eq!(bundle.len(), 2, "signing CA, then the old one");
     assert_eq!(bundle[0], prepared.signing.certificate_der());
@@ -47,9 +47,18 @@ fn prepare_keeps_the_old_ca_trusted_and_signing_servers_and_cross_signs_the_new_
         .unwrap_or_else(|e| panic!("a CA with the new key: {e}"));
     assert_eq!(adopted.common_name(), prepared.signing.common_name());
     assert_eq!(
-        prepared.serving_chain(OffsetDateTime::now_utc()),
+        prepared.serving_chain(Progress::default(), OffsetDateTime::now_utc()),
         None,
         "no chain before completion"
+    );
+    let completing = Progress {
+        clients_move: true,
+        serving_moves: true,
+    };
+    assert_eq!(
+        prepared.serving_chain(completing, OffsetDateTime::now_utc()),
+        Some(cross.as_str()),
+        "serving certificates the new CA signs carry it cross-signed"
     );
 
     let again = reloaded(&prepared, &TENANT_CA);
@@ -77,7 +86,11 @@ fn complete_retires_the_old_ca_and_serves_the_cross_signed_intermediate() {
     assert!(!data.contains_key("previous-ca.crt") && !data.contains_key("previous-ca.key"));
     assert_eq!(crate::pki::certificates_der(&data["ca.crt"]).len(), 1);
     assert!(data.contains_key("cross-signed-ca.crt"));
-    assert!(completed.serving_chain(OffsetDateTime::now_utc()).is_some());
+    assert!(
+        completed
+            .serving_chain(Progress::default(), OffsetDateTime::now_utc())
+            .is_some()
+    );
     assert_eq!(
         completed.layout_differs(&TENANT_CA, &prepared_data).as_deref(),
         Some("ca.crt, previous-ca.crt, previous-ca.key"),
