@@ -24,7 +24,7 @@ pub use catalog::{CATALOG, CertificateSpec, Lifecycle};
 pub use inspect::{InspectError, Inspection, inspect};
 pub use issue::{IssueError, IssueParams, Signers, TenantInputs};
 pub use keys::{KeyAlgorithm, PrivateKey};
-pub use trust::{Phase, Progress, ServingMoved, StoredCa};
+pub use trust::{Moved, Phase, Progress, ServingMoved, StoredCa};
 
 /// A Secret's `data`: data key to raw bytes (the API's base64 is the client's business).
 pub type SecretData = BTreeMap<String, Vec<u8>>;

@@ -57,23 +57,46 @@ pub struct Progress {
     pub serving_moves: bool,
 }
 
-/// The serving certificates a CA signs, as stored: how many the new CA of a
-/// rotation signs already, out of how many there are.
+/// Certificates a CA signs, as stored: how many the new CA of a rotation signs
+/// already, out of how many there are (serving ones or client ones).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ServingMoved {
+pub struct Moved {
     /// Signed by the signing (new) CA.
     pub moved: usize,
     /// Stored.
     pub stored: usize,
 }
 
-impl ServingMoved {
+/// Serving certificates ([`Moved::count`]).
+pub type ServingMoved = Moved;
+
+impl Moved {
     /// Counts `ca`'s serving certificates in the tenant's Secrets (`data_of` a suffix).
     pub fn count<'a>(
         spec: &AuthoritySpec,
         ca: &StoredCa,
         data_of: impl Fn(&str) -> Option<&'a SecretData>,
         now: OffsetDateTime,
+    ) -> Self {
+        Self::count_rows(spec, ca, data_of, now, true)
+    }
+
+    /// Counts `ca`'s client certificates (kubeconfigs included).
+    pub fn count_clients<'a>(
+        spec: &AuthoritySpec,
+        ca: &StoredCa,
+        data_of: impl Fn(&str) -> Option<&'a SecretData>,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self::count_rows(spec, ca, data_of, now, false)
+    }
+
+    fn count_rows<'a>(
+        spec: &AuthoritySpec,
+        ca: &StoredCa,
+        data_of: impl Fn(&str) -> Option<&'a SecretData>,
+        now: OffsetDateTime,
+        serving: bool,
     ) -> Self {
         let signer = if spec.name == catalog::TENANT_CA.name {
             Signer::TenantCa
@@ -82,22 +105,37 @@ impl ServingMoved {
         };
         catalog::CATALOG
             .iter()
-            .filter(|row| row.signer == signer && row.is_serving())
-            .filter_map(|row| data_of(row.secret_suffix)?.get(row.certificate_key()))
+            .filter(|row| row.signer == signer && row.is_serving() == serving)
+            .filter_map(|row| certificate_of(row, data_of(row.secret_suffix)?))
             .fold(Self::default(), |count, cert| Self {
-                moved: count.moved + usize::from(ca.signing.verify_pem(cert, None, now).is_ok()),
+                moved: count.moved + usize::from(ca.signing.verify_pem(&cert, None, now).is_ok()),
                 stored: count.stored + 1,
             })
     }
 
-    /// Completion has begun: the new CA signs some serving certificate.
+    /// The new CA signs some of them.
     pub fn underway(self) -> bool {
         self.moved > 0
     }
 
-    /// Every stored serving certificate is the new CA's (true when there are none).
+    /// The new CA signs every stored one (true when there are none).
     pub fn all(self) -> bool {
         self.moved == self.stored
+    }
+}
+
+/// A row's certificate (PEM) in its Secret: the PEM key, or a kubeconfig's client certificate.
+fn certificate_of(row: &catalog::CertificateSpec, data: &SecretData) -> Option<Vec<u8>> {
+    let stored = data.get(row.certificate_key())?;
+    match row.output {
+        catalog::Output::Pem { .. } => Some(stored.clone()),
+        catalog::Output::Kubeconfig { .. } => super::kubeconfig::Kubeconfig::parse(stored)
+            .ok()?
+            .client_credentials()
+            .ok()?
+            .into_iter()
+            .next()
+            .map(|c| c.certificate_pem),
     }
 }
 

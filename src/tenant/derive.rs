@@ -24,7 +24,7 @@ use crate::{
         },
     },
     pki::{
-        Phase, SecretData, ServingMoved, StoredCa,
+        Moved, Phase, SecretData, StoredCa,
         catalog::{self, StatusField},
     },
     tenant::deployment::{self, data_checksum},
@@ -86,6 +86,7 @@ pub fn status(inputs: &Inputs<'_>) -> TenantControlPlaneStatus {
         .get(suffix::CA)
         .map(|s| data_checksum(&secret_data(s)))
         .unwrap_or_default();
+    let steps = ca_steps(inputs);
     let derived = rules::derive(&rules::Inputs {
         spec_version: &tcp.spec.kubernetes.version,
         installed_version: installed.as_deref(),
@@ -93,7 +94,8 @@ pub fn status(inputs: &Inputs<'_>) -> TenantControlPlaneStatus {
         rolled_out_ca_checksum: previous_ca.as_ref().and_then(|c| c.checksum.as_deref()),
         rollout,
         material_rolled_out: material_rolled_out(inputs),
-        ca_completing: ca_completing(inputs),
+        ca_step_pending: steps.clients_pending || steps.completing,
+        ca_prepared: steps.prepared,
     });
     if derived.rolled_out_ca_checksum != previous_ca.as_ref().and_then(|c| c.checksum.clone()) {
         status.certificates.get_or_insert_with(Default::default).ca = Some(SecretStatus {
@@ -102,7 +104,7 @@ pub fn status(inputs: &Inputs<'_>) -> TenantControlPlaneStatus {
             last_update: Some(now.to_string()),
         });
     }
-    record_ca_rotation(&mut status, inputs, derived.status);
+    record_ca_rotation(&mut status, inputs, steps, derived.status);
     status.control_plane_endpoint = Some(endpoint.to_string());
     status.kubernetes_resources = Some(KubernetesResourcesStatus {
         version: Some(VersionStatus {
@@ -142,36 +144,48 @@ fn now_offset(now: Timestamp) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp(now.as_second()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
-/// A prepared CA whose new CA already signs serving certificates: completion began.
-fn ca_completing(inputs: &Inputs<'_>) -> bool {
+/// Where the tenant's CA rotations stand, read from the stored Secrets.
+#[derive(Clone, Copy, Default)]
+struct CaSteps {
+    /// A CA is prepared (its old CA still stored).
+    prepared: bool,
+    /// A prepared CA still has client certificates of the old CA: they move next.
+    clients_pending: bool,
+    /// A prepared CA's new CA signs serving certificates: completion began.
+    completing: bool,
+}
+
+fn ca_steps(inputs: &Inputs<'_>) -> CaSteps {
     let data: BTreeMap<&str, SecretData> = inputs
         .secrets
         .iter()
         .map(|(suffix, secret)| (suffix.as_str(), secret_data(secret)))
         .collect();
-    catalog::AUTHORITIES.iter().any(|spec| {
-        data.get(spec.secret_suffix)
+    let now = now_offset(inputs.now);
+    let mut steps = CaSteps::default();
+    for spec in catalog::AUTHORITIES {
+        let Some(ca) = data
+            .get(spec.secret_suffix)
             .and_then(|d| StoredCa::load(spec, d).ok())
-            .is_some_and(|ca| {
-                ca.phase() == Phase::Prepared
-                    && ServingMoved::count(spec, &ca, |suffix| data.get(suffix), now_offset(inputs.now))
-                        .underway()
-            })
-    })
+            .filter(|ca| ca.phase() == Phase::Prepared)
+        else {
+            continue;
+        };
+        steps.prepared = true;
+        steps.clients_pending |= !Moved::count_clients(spec, &ca, |s| data.get(s), now).all();
+        steps.completing |= Moved::count(spec, &ca, |s| data.get(s), now).underway();
+    }
+    steps
 }
 
 /// `status.credentials.rotation.certificateAuthorities` ([`rotation::status`]).
 fn record_ca_rotation(
     status: &mut TenantControlPlaneStatus,
     inputs: &Inputs<'_>,
+    steps: CaSteps,
     version: KubernetesVersionStatus,
 ) {
-    let prepared = catalog::AUTHORITIES.iter().any(|spec| {
-        inputs
-            .secrets
-            .get(spec.secret_suffix)
-            .is_some_and(|s| secret_data(s).contains_key(spec.previous_keys.0))
-    });
+    let prepared = steps.prepared;
     let previous = status
         .credentials
         .as_ref()
@@ -180,7 +194,7 @@ fn record_ca_rotation(
     let next = rotation::status(&rotation::StatusInputs {
         previous: previous.as_ref(),
         prepared,
-        completing: ca_completing(inputs),
+        completing: steps.completing,
         rolling: version == KubernetesVersionStatus::CertificateAuthorityRotating,
         waiting_for: inputs.ca_rotation_waiting_for,
         now: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(inputs.now),

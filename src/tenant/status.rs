@@ -69,9 +69,11 @@ pub struct Inputs<'a> {
     /// The Deployment's pod template carries the material now stored (a rollout held
     /// for a batch to settle has not started yet).
     pub material_rolled_out: bool,
-    /// A CA rotation's completion has begun (serving certificates move to the new
-    /// CA): the old CA retires next, so the tenant is rotating throughout.
-    pub ca_completing: bool,
+    /// A CA rotation has a step to take (client certificates to move to the new CA,
+    /// or the old CA to retire once serving certificates moved): rotating throughout.
+    pub ca_step_pending: bool,
+    /// A CA rotation is prepared: a rollout in the meantime is one of its steps.
+    pub ca_prepared: bool,
 }
 
 /// The derived version status, and what to record once it holds.
@@ -96,7 +98,7 @@ pub fn derive(inputs: &Inputs<'_>) -> Derived {
         .is_some_and(|c| c != inputs.stored_ca_checksum);
     let status = if inputs.rollout.is_some() && rollout.desired == 0 && !ca_changed {
         KubernetesVersionStatus::Sleeping
-    } else if (ca_changed && !complete) || inputs.ca_completing {
+    } else if inputs.ca_step_pending || ((ca_changed || inputs.ca_prepared) && !complete) {
         KubernetesVersionStatus::CertificateAuthorityRotating
     } else if inputs.installed_version.is_none() && !complete {
         KubernetesVersionStatus::Provisioning
@@ -206,7 +208,8 @@ mod tests {
             rolled_out_ca_checksum: rolled_ca,
             rollout: r,
             material_rolled_out: true,
-            ca_completing: false,
+            ca_step_pending: false,
+            ca_prepared: false,
         }
     }
 
@@ -219,6 +222,26 @@ mod tests {
         assert_eq!(done.status, KubernetesVersionStatus::Ready);
         assert_eq!(done.installed_version.as_deref(), Some("v1.37.2"));
         assert_eq!(done.rolled_out_ca_checksum.as_deref(), Some("ca-2"));
+    }
+
+    #[test]
+    fn a_ca_rotation_with_a_step_to_take_is_rotating_even_between_rollouts() {
+        let mut between = inputs(Some("v1.37.2"), Some("ca-2"), rollout(2, 2, 2, 2));
+        between.ca_step_pending = true;
+        assert_eq!(
+            derive(&between).status,
+            KubernetesVersionStatus::CertificateAuthorityRotating
+        );
+        let mut rolling = inputs(Some("v1.37.2"), Some("ca-2"), rollout(2, 4, 2, 2));
+        rolling.ca_prepared = true;
+        assert_eq!(
+            derive(&rolling).status,
+            KubernetesVersionStatus::CertificateAuthorityRotating,
+            "a rollout during a prepared rotation is one of its steps"
+        );
+        let mut settled = inputs(Some("v1.37.2"), Some("ca-2"), rollout(2, 2, 2, 2));
+        settled.ca_prepared = true;
+        assert_eq!(derive(&settled).status, KubernetesVersionStatus::Ready);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::{
 };
 
 use crate::support::{
-    Operator, TestNamespace, client, cluster, etcd_datastore, eventually, install_crds, kubectl_apply,
+    Operator, TestNamespace, client, etcd_datastore, eventually, install_crds, kubectl_apply, on_path,
     tenant::free_port,
 };
 
@@ -84,7 +84,7 @@ async fn kamajis_metric_families_are_served_with_kamajis_labels() {
     );
 
     // The whole exposition, ours and Kamaji's families together, is valid.
-    let mut promtool = Command::new(cluster().bin.join("promtool"))
+    let mut promtool = Command::new(on_path("promtool", "prometheus"))
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
