@@ -146,62 +146,15 @@ fn follow_admin_kubeconfig(
     })
 }
 
-/// Runs the tenant's control plane as its Deployment's rollouts would: whenever
-/// the pod template changes, the old processes stop and new ones start from the
-/// material stored then (before the operator can see the rollout complete: a
-/// kube-apiserver takes seconds to start, a kwok pod is ready at once). Returns
-/// once `done` holds with the plane running the current template.
-async fn follow_rollouts<T, F, Fut>(
-    env: &TenantEnv,
-    client: &Client,
-    tenant: &Tenant,
-    plane: &mut Option<ControlPlane>,
-    what: &str,
-    retire_watch: Option<&PhaseLabel>,
-    mut done: F,
-) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
-    loop {
-        let generation = env.deployment_generation(client, tenant).await;
-        if plane.as_ref().is_none_or(|p| p.generation != generation) {
-            plane.take();
-            // The operator writes Secrets before the Deployment: a new template whose
-            // material retired the old CA means completed from its first request on.
-            if let Some(phase) = retire_watch
-                && !ca_secret(client, &env.namespace, tenant)
-                    .await
-                    .contains_key("previous-ca.crt")
-            {
-                phase.advance(PHASES, "completed");
-            }
-            *plane = Some(env.start_control_plane(client, tenant, true).await);
-            continue;
+/// A `before_start` for [`TenantEnv::follow_rollouts`]: the operator writes Secrets
+/// before the Deployment, so a new template whose material retired the old CA means
+/// completed from its first request on.
+fn retire_watch(phase: &PhaseLabel) -> impl Fn(&std::collections::BTreeMap<String, Vec<u8>>) + '_ {
+    move |ca| {
+        if !ca.contains_key("previous-ca.crt") {
+            phase.advance(PHASES, "completed");
         }
-        if let Some(value) = done().await
-            && env.deployment_generation(client, tenant).await == generation
-        {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within 240s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The TCP's rotation phase and version status, once they are `phase` and `Ready`.
-async fn in_phase(client: &Client, ns: &str, tenant: &Tenant, phase: CaRotationPhase) -> Option<()> {
-    let tcp = Api::<TenantControlPlane>::namespaced(client.clone(), ns)
-        .get(&tenant.name)
-        .await
-        .ok()?;
-    let status = tcp.status?;
-    let ready =
-        status.kubernetes_resources.and_then(|r| r.version?.status) == Some(KubernetesVersionStatus::Ready);
-    let current = status.credentials?.rotation?.certificate_authorities?.phase;
-    (ready && current == Some(phase)).then_some(())
 }
 
 #[tokio::test]
@@ -214,13 +167,13 @@ async fn a_ca_rotation_refuses_no_client_until_it_completes() {
     env.wait_status(&client, &tenant, KubernetesVersionStatus::Ready)
         .await;
     let mut plane: Option<ControlPlane> = None;
-    follow_rollouts(
-        &env,
+    env.follow_rollouts(
         &client,
         &tenant,
         &mut plane,
+        &[],
         "the first control plane",
-        None,
+        |_| {},
         || async { Some(()) },
     )
     .await;
@@ -282,14 +235,7 @@ async fn a_ca_rotation_refuses_no_client_until_it_completes() {
 
     // Prepare.
     phase.set("preparing");
-    kubectl_ok(&[
-        "annotate",
-        "secret",
-        "-n",
-        &ns.name,
-        &tenant.secret("ca"),
-        "certs.kamaji.clastix.io/rotate=",
-    ]);
+    env.rotate_ca(&tenant);
     let prepared = eventually("the prepared CA Secret", Duration::from_secs(60), || async {
         let data = ca_secret(&client, &ns.name, &tenant).await;
         data.contains_key("previous-ca.crt").then_some(data)
@@ -304,14 +250,13 @@ async fn a_ca_rotation_refuses_no_client_until_it_completes() {
     );
     let signing = Authority::from_pem(&prepared["tls.crt"], None).expect("the signing CA");
     // Two rollouts: the bundle first, then client certificates from the new CA.
-    follow_rollouts(
-        &env,
+    env.follow_rollouts_to_ca_phase(
         &client,
         &tenant,
         &mut plane,
-        "the prepared phase",
-        None,
-        || in_phase(&client, &ns.name, &tenant, CaRotationPhase::Prepared),
+        &[],
+        CaRotationPhase::Prepared,
+        |_| {},
     )
     .await;
     phase.set("prepared");
@@ -365,13 +310,13 @@ async fn a_ca_rotation_refuses_no_client_until_it_completes() {
     // Complete: by itself, once the node is seen renewed and the grace period passed.
     // Two rollouts: serving certificates from the new CA (both CAs still trusted),
     // then the old CA retired: from then on ("completed") its certificates are refused.
-    follow_rollouts(
-        &env,
+    env.follow_rollouts(
         &client,
         &tenant,
         &mut plane,
+        &[],
         "the completion, by itself",
-        Some(&phase),
+        retire_watch(&phase),
         || async {
             let status = rotation_status(&client, &ns.name, &tenant).await?;
             (status.phase == Some(CaRotationPhase::Completing)).then_some(())
@@ -379,13 +324,13 @@ async fn a_ca_rotation_refuses_no_client_until_it_completes() {
     )
     .await;
     phase.advance(PHASES, "completing");
-    follow_rollouts(
-        &env,
+    env.follow_rollouts(
         &client,
         &tenant,
         &mut plane,
+        &[],
         "the old CA retired",
-        Some(&phase),
+        retire_watch(&phase),
         || async {
             (!ca_secret(&client, &ns.name, &tenant)
                 .await
@@ -395,14 +340,13 @@ async fn a_ca_rotation_refuses_no_client_until_it_completes() {
     )
     .await;
     phase.advance(PHASES, "completed");
-    follow_rollouts(
-        &env,
+    env.follow_rollouts_to_ca_phase(
         &client,
         &tenant,
         &mut plane,
-        "the completed phase",
-        Some(&phase),
-        || in_phase(&client, &ns.name, &tenant, CaRotationPhase::Completed),
+        &[],
+        CaRotationPhase::Completed,
+        retire_watch(&phase),
     )
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -593,16 +537,7 @@ async fn an_operator_killed_in_each_phase_of_a_ca_rotation_converges_with_one_ne
             .to_string();
 
         // Prepare, killed as soon as the new CA is stored.
-        kubectl_ok(&[
-            "annotate",
-            "secret",
-            "-n",
-            &ns.name,
-            &tenant.secret("ca"),
-            "certs.kamaji.clastix.io/rotate=",
-            // The previous attempt left its rotation time as the value.
-            "--overwrite",
-        ]);
+        env.rotate_ca(&tenant);
         let at_kill = kill_when(&mut env, &client, &tenant, |d| d.contains_key("previous-ca.crt")).await;
         let signing = Authority::from_pem(&at_kill["tls.crt"], None).expect("the new CA");
         let undone = undone_after_prepare(&client, &ns.name, &tenant, &signing).await;

@@ -110,14 +110,7 @@ async fn tenant_apiserver_runs_on_the_operators_secrets_and_follows_rotations() 
     // CA rotation, prepared: the new kubeconfig works, and so do the saved ones.
     let old_ca = env.secret_value(&client, &tenant, "ca", "ca.crt").await;
     let generation = env.deployment_generation(&client, &tenant).await;
-    crate::support::kubectl_ok(&[
-        "annotate",
-        "secret",
-        "-n",
-        &ns.name,
-        &tenant.secret("ca"),
-        "certs.kamaji.clastix.io/rotate=",
-    ]);
+    env.rotate_ca(&tenant);
     env.wait_rolled_out_after(&client, &tenant, generation).await;
     drop(plane);
     let plane = env.start_control_plane(&client, &tenant, false).await;

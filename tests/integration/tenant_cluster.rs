@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use kamaji::{
-    api::tenant_control_plane::KubernetesVersionStatus, controllers::tenant_cluster::CONDITION,
+    api::{TenantControlPlane, rotation::CaRotationPhase, tenant_control_plane::KubernetesVersionStatus},
+    controllers::tenant_cluster::CONDITION,
     pki::kubeconfig::Kubeconfig,
 };
 
@@ -458,14 +459,7 @@ async fn kubelet_csrs_are_auto_approved_and_cluster_info_follows_the_ca() {
     // cluster-info hands out both CAs, so a node joining now trusts the server before
     // and after completion, and existing nodes need nobody: no NodesNeedNewCa warning.
     let generation = env.deployment_generation(&client, &tenant).await;
-    kubectl_ok(&[
-        "annotate",
-        "secret",
-        "-n",
-        &ns.name,
-        &tenant.secret("ca"),
-        "certs.kamaji.clastix.io/rotate=",
-    ]);
+    env.rotate_ca(&tenant);
     env.wait_rolled_out_after(&client, &tenant, generation).await;
     let bundle = env.secret_value(&client, &tenant, "ca", "ca.crt").await;
     assert_eq!(kamaji::pki::certificates_der(&bundle).len(), 2, "new and old CA");
@@ -859,18 +853,27 @@ fn start_containerd(dir: &std::path::Path) -> (crate::support::tenant::Process, 
     (process, socket)
 }
 
-#[tokio::test]
-async fn a_real_kubelet_joins_with_kubeadm_join_and_rotates_its_client_certificate() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "tenant-kubelet").await;
-    let env = TenantEnv::start(&client, &ns.name).await;
-    // Certificates short enough for the kubelet's own rotation (at 70-90% of the
-    // lifetime, NotBefore backdated 5 minutes: 1.3 to 3.1 minutes after issuance).
-    let signing = [("cluster-signing-duration", "4m".to_string())];
-    let (tenant, plane) = joinable_tenant(&env, &client, "kubelet", &signing).await;
-    let root = env.dir().join("kubelet-node");
+/// A real kubelet joined to a tenant with `kubeadm join`, in its own mount
+/// namespace; stopped (kubelet, then containerd, then its cgroups) when dropped.
+struct RealNode {
+    root: std::path::PathBuf,
+    joiner: crate::support::tenant::Process,
+    containerd: crate::support::tenant::Process,
+    _cgroups: KubeletCgroups,
+}
+
+/// Joins a real kubelet named `node` with `kubeadm join` and a token from `kubeadm
+/// token create`, and waits until its Node is registered.
+async fn join_real_kubelet(
+    env: &TenantEnv,
+    client: &kube::Client,
+    tenant: &Tenant,
+    plane: &crate::support::tenant::ControlPlane,
+    node: &str,
+) -> RealNode {
+    let root = env.dir().join(format!("{node}-root"));
     std::fs::create_dir_all(&root).expect("node root");
-    let (mut containerd, socket) = start_containerd(&env.dir().join("containerd"));
+    let (mut containerd, socket) = start_containerd(&env.dir().join(format!("{node}-containerd")));
 
     // Node-local settings, as kubeadm takes them (--patches): everything on 127.0.0.1.
     let patches = root.join("patches");
@@ -881,7 +884,7 @@ async fn a_real_kubelet_joins_with_kubeadm_join_and_rotates_its_client_certifica
         "kubeletconfiguration+merge.yaml",
         format!("address: 127.0.0.1\nport: {port}\nhealthzPort: {healthz}\nreadOnlyPort: 0\n").as_bytes(),
     );
-    let mut join = join_command(&env, &client, &tenant).await;
+    let mut join = join_command(env, client, tenant).await;
     join.extend([
         // ip_forward is a sysctl of the machine, not the test's to change; on this
         // cgroup v1 machine kubeadm wants SystemVerification skipped explicitly beside
@@ -894,7 +897,6 @@ async fn a_real_kubelet_joins_with_kubeadm_join_and_rotates_its_client_certifica
         format!("--patches={}", patches.display()),
         "--v=1".to_string(),
     ]);
-    let node = "worker-kubelet-0";
     let kubelet = crate::support::built("kubelet");
     let mut command = node_join_command(&root, node, &format!("kubelet:{}", kubelet.display()), &join);
     // The kubelet refuses a loopback node IP ("nodeIP can't be loopback address") and
@@ -903,10 +905,9 @@ async fn a_real_kubelet_joins_with_kubeadm_join_and_rotates_its_client_certifica
     // test does not use logs, exec or the node proxy).
     command.env("KUBELET_EXTRA_ARGS", "--node-ip=127.0.0.1");
     let started = std::time::Instant::now();
-    // Dropped after the kubelet is killed (declared before it).
-    let _cgroups = KubeletCgroups;
+    let cgroups = KubeletCgroups;
     let mut joiner = crate::support::tenant::Process::start_command("node-join", command, &root);
-    let super_admin = env.kubeconfig(&client, &tenant, "super-admin.conf").await;
+    let super_admin = env.kubeconfig(client, tenant, "super-admin.conf").await;
     let registered = tokio::time::timeout(Duration::from_secs(240), async {
         loop {
             if root.join("joined").exists()
@@ -934,6 +935,28 @@ async fn a_real_kubelet_joins_with_kubeadm_join_and_rotates_its_client_certifica
         started.elapsed()
     );
     assert_joined(&root);
+    RealNode {
+        root,
+        joiner,
+        containerd,
+        _cgroups: cgroups,
+    }
+}
+
+#[tokio::test]
+async fn a_real_kubelet_joins_with_kubeadm_join_and_rotates_its_client_certificate() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "tenant-kubelet").await;
+    let env = TenantEnv::start(&client, &ns.name).await;
+    // Certificates short enough for the kubelet's own rotation (at 70-90% of the
+    // lifetime, NotBefore backdated 5 minutes: 1.3 to 3.1 minutes after issuance).
+    let signing = [("cluster-signing-duration", "4m".to_string())];
+    let (tenant, plane) = joinable_tenant(&env, &client, "kubelet", &signing).await;
+    let node = "worker-kubelet-0";
+    let started = std::time::Instant::now();
+    let mut real = join_real_kubelet(&env, &client, &tenant, &plane, node).await;
+    let root = real.root.clone();
+    let super_admin = env.kubeconfig(&client, &tenant, "super-admin.conf").await;
     let ca = env.secret_value(&client, &tenant, "ca", "ca.crt").await;
     let first = node_certificate(&root).expect("the node's bootstrapped certificate");
     assert_chain(
@@ -959,7 +982,7 @@ async fn a_real_kubelet_joins_with_kubeadm_join_and_rotates_its_client_certifica
         "the kubelet rotated its certificate {:?} after joining",
         started.elapsed()
     );
-    joiner.assert_running();
+    real.joiner.assert_running();
     assert_chain(
         env.dir(),
         &ca,
@@ -967,6 +990,136 @@ async fn a_real_kubelet_joins_with_kubeadm_join_and_rotates_its_client_certifica
         "the kubelet's rotated client certificate",
     );
     assert_bootstrap_and_renewal_csrs(&env, &super_admin, node);
+}
+
+/// `spec.renewTime` of the node's Lease in `kube-node-lease`: the kubelet's heartbeat.
+fn lease_renewed(env: &TenantEnv, kubeconfig: &std::path::Path, node: &str) -> Option<String> {
+    let out = env.kubectl(
+        kubeconfig,
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-node-lease",
+            node,
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ],
+    );
+    let time = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !time.is_empty()).then_some(time)
+}
+
+/// The kubelet.conf kubeadm join left on the node: its CA bundle and server.
+fn kubelet_conf_ca(root: &std::path::Path) -> Vec<u8> {
+    let raw = std::fs::read(root.join("etc-kubernetes/kubelet.conf")).expect("kubelet.conf");
+    Kubeconfig::parse(&raw)
+        .expect("kubelet.conf parses")
+        .current_ca_pem()
+        .expect("readable")
+        .expect("a CA")
+}
+
+/// Issue 11, worker nodes: a real kubelet joined with `kubeadm join` before a CA
+/// rotation, rotating its client certificate (`rotateCertificates: true`), is never
+/// touched by anyone: its next renewal goes through a CSR the tenant signs with the
+/// new CA, the rotation completes by itself once the operator sees that, and its
+/// kubelet.conf (still the old CA only) keeps verifying the API server through the
+/// cross-signed intermediate: its heartbeats go on after completion.
+#[tokio::test]
+async fn a_real_kubelet_survives_a_ca_rotation_with_no_manual_step() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "tenant-kubelet-ca").await;
+    let env = TenantEnv::start_with(&client, &ns.name, &["--ca-rotation-grace-period", "30s"]).await;
+    let signing = [("cluster-signing-duration", "4m".to_string())];
+    let (tenant, first_plane) = joinable_tenant(&env, &client, "kubelet-ca", &signing).await;
+    let node = "worker-kubelet-ca";
+    let mut real = join_real_kubelet(&env, &client, &tenant, &first_plane, node).await;
+    let mut plane = Some(first_plane);
+    let old_ca = env.secret_value(&client, &tenant, "ca", "ca.crt").await;
+    assert_eq!(
+        kubelet_conf_ca(&real.root),
+        old_ca,
+        "joined trusting the CA of the time"
+    );
+
+    env.rotate_ca(&tenant);
+    env.follow_rollouts_to_ca_phase(
+        &client,
+        &tenant,
+        &mut plane,
+        &signing,
+        CaRotationPhase::Prepared,
+        |_| {},
+    )
+    .await;
+    let new_ca = env.secret_value(&client, &tenant, "ca", "tls.crt").await;
+
+    // The kubelet renews by itself (4-minute certificates) and the tenant signs with
+    // the new CA; the rotation then completes by itself (node seen renewed, grace passed).
+    let renewed = env
+        .follow_rollouts(
+            &client,
+            &tenant,
+            &mut plane,
+            &signing,
+            "the kubelet's renewal under the new CA",
+            |_| {},
+            || async {
+                let current = node_certificate(&real.root)?;
+                kamaji::pki::Authority::from_pem(&new_ca, None)
+                    .ok()?
+                    .verify_pem(&current, None, time::OffsetDateTime::now_utc())
+                    .is_ok()
+                    .then_some(current)
+            },
+        )
+        .await;
+    assert_chain(
+        env.dir(),
+        &new_ca,
+        &renewed,
+        "the kubelet's renewed client certificate",
+    );
+    env.follow_rollouts_to_ca_phase(
+        &client,
+        &tenant,
+        &mut plane,
+        &signing,
+        CaRotationPhase::Completed,
+        |_| {},
+    )
+    .await;
+    let completed_ca = env.secret_value(&client, &tenant, "ca", "ca.crt").await;
+    assert_eq!(completed_ca, new_ca, "the old CA retired");
+
+    // Nobody touched the node: kubelet.conf still trusts only the old CA, and the
+    // kubelet's heartbeats go on against the server of the completed rotation.
+    assert_eq!(kubelet_conf_ca(&real.root), old_ca, "kubelet.conf was not edited");
+    let super_admin = env.kubeconfig(&client, &tenant, "super-admin.conf").await;
+    let at_completion = lease_renewed(&env, &super_admin, node);
+    let later = eventually(
+        "a heartbeat of the kubelet after completion",
+        Duration::from_secs(90),
+        || async { lease_renewed(&env, &super_admin, node).filter(|t| Some(t) != at_completion.as_ref()) },
+    )
+    .await;
+    real.joiner.assert_running();
+    real.containerd.assert_running();
+    println!("the kubelet's lease renewed at {later} after the completed CA rotation");
+    let tcp = kube::Api::<TenantControlPlane>::namespaced(client.clone(), &ns.name)
+        .get(&tenant.name)
+        .await
+        .expect("the TCP");
+    let nodes = tcp
+        .status
+        .and_then(|s| s.credentials?.rotation?.certificate_authorities?.nodes)
+        .expect("nodes observed");
+    assert_eq!(nodes.renewed, vec![node.to_string()]);
+    assert!(
+        env.events(&client, &tenant, "NodesNeedNewCa").await.is_empty(),
+        "no manual step was asked for"
+    );
 }
 
 /// The object of `kind` named `name` in a list of JSON objects.

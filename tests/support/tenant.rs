@@ -20,7 +20,7 @@ use k8s_openapi::api::{
     core::v1::{Container, Secret},
 };
 use kamaji::{
-    api::{TenantControlPlane, tenant_control_plane::KubernetesVersionStatus},
+    api::{TenantControlPlane, rotation::CaRotationPhase, tenant_control_plane::KubernetesVersionStatus},
     pki::{
         Authority, IssueParams, LeafRequest,
         catalog::Usage,
@@ -559,6 +559,106 @@ impl TenantEnv {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         plane
+    }
+
+    /// Runs the tenant's control plane as its Deployment's rollouts would: whenever
+    /// the pod template changes, the old processes stop and new ones start (the
+    /// controller-manager with `controller_manager_flags` over the Deployment's) from
+    /// the material stored then, before the operator can see the rollout complete (a
+    /// kube-apiserver takes seconds to start, a kwok pod is ready at once).
+    /// `before_start` sees `<tcp>-ca` as stored just before each start. Returns once
+    /// `done` holds with the plane running the current template.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn follow_rollouts<T, F, Fut>(
+        &self,
+        client: &Client,
+        tenant: &Tenant,
+        plane: &mut Option<ControlPlane>,
+        controller_manager_flags: &[(&str, String)],
+        what: &str,
+        before_start: impl Fn(&BTreeMap<String, Vec<u8>>),
+        mut done: F,
+    ) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+        loop {
+            let generation = self.deployment_generation(client, tenant).await;
+            if plane.as_ref().is_none_or(|p| p.generation != generation) {
+                plane.take();
+                let secrets = self.secrets(client, tenant).await;
+                let ca = secrets
+                    .get(&tenant.secret("ca"))
+                    .and_then(|s| s.data.clone())
+                    .map(|d| d.into_iter().map(|(k, v)| (k, v.0)).collect())
+                    .unwrap_or_default();
+                before_start(&ca);
+                *plane = Some(
+                    self.start_control_plane_with(client, tenant, Some(controller_manager_flags))
+                        .await,
+                );
+                continue;
+            }
+            if let Some(value) = done().await
+                && self.deployment_generation(client, tenant).await == generation
+            {
+                return value;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{what}: not within 240s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `kubectl annotate secret <tcp>-ca certs.kamaji.clastix.io/rotate=""`: a CA rotation.
+    pub fn rotate_ca(&self, tenant: &Tenant) {
+        kubectl_ok(&[
+            "annotate",
+            "secret",
+            "-n",
+            &self.namespace,
+            &tenant.secret("ca"),
+            "certs.kamaji.clastix.io/rotate=",
+            // A previous rotation left its time as the value.
+            "--overwrite",
+        ]);
+    }
+
+    /// The TCP is `Ready` in CA rotation `phase`.
+    pub async fn in_ca_phase(&self, client: &Client, tenant: &Tenant, phase: CaRotationPhase) -> Option<()> {
+        let tcp = Api::<TenantControlPlane>::namespaced(client.clone(), &self.namespace)
+            .get(&tenant.name)
+            .await
+            .ok()?;
+        let status = tcp.status?;
+        let ready = status.kubernetes_resources.and_then(|r| r.version?.status)
+            == Some(KubernetesVersionStatus::Ready);
+        let current = status.credentials?.rotation?.certificate_authorities?.phase;
+        (ready && current == Some(phase)).then_some(())
+    }
+
+    /// [`Self::follow_rollouts`] until the TCP is `Ready` in CA rotation `phase`.
+    pub async fn follow_rollouts_to_ca_phase(
+        &self,
+        client: &Client,
+        tenant: &Tenant,
+        plane: &mut Option<ControlPlane>,
+        controller_manager_flags: &[(&str, String)],
+        phase: CaRotationPhase,
+        before_start: impl Fn(&BTreeMap<String, Vec<u8>>),
+    ) {
+        let what = format!("the {phase:?} phase of the CA rotation");
+        self.follow_rollouts(
+            client,
+            tenant,
+            plane,
+            controller_manager_flags,
+            &what,
+            before_start,
+            || self.in_ca_phase(client, tenant, phase),
+        )
+        .await;
     }
 
     async fn secrets(&self, client: &Client, tenant: &Tenant) -> BTreeMap<String, Secret> {
