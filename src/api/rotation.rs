@@ -90,3 +90,18 @@ pub struct NodeCredentials {
     #[serde(default)]
     pub pending: Vec<String>,
 }
+
+impl super::TenantControlPlaneStatus {
+    /// `credentials.rotation.certificateAuthorities.nodes`: the nodes seen renewed (or
+    /// not) under the signing CA during a CA rotation.
+    pub fn ca_rotation_nodes(&self) -> Option<&NodeCredentials> {
+        self.credentials
+            .as_ref()?
+            .rotation
+            .as_ref()?
+            .certificate_authorities
+            .as_ref()?
+            .nodes
+            .as_ref()
+    }
+}

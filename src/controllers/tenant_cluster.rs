@@ -447,16 +447,7 @@ async fn observe_nodes(
         .list(&ListParams::default())
         .await
         .map_err(list("certificatesigningrequests"))?;
-    let previous = tcp.status.as_ref().and_then(|s| {
-        s.credentials
-            .as_ref()?
-            .rotation
-            .as_ref()?
-            .certificate_authorities
-            .as_ref()?
-            .nodes
-            .as_ref()
-    });
+    let previous = tcp.status.as_ref().and_then(|s| s.ca_rotation_nodes());
     let seen = node_credentials::observe(
         &nodes.items,
         &csrs.items,

@@ -302,12 +302,6 @@ impl Authority {
         key: PrivateKey,
         params: &IssueParams,
     ) -> Result<IssuedCertificate, AuthorityError> {
-        let ca_key = self
-            .key
-            .as_ref()
-            .ok_or_else(|| AuthorityError::ExternallyManaged {
-                common_name: self.common_name.clone(),
-            })?;
         let not_before = offset(params.now, BACKDATE, false)?;
         let not_after = offset(params.now, params.validity, true)?.min(self.not_after);
         if not_after <= not_before || not_after <= params.now {
@@ -335,11 +329,7 @@ impl Authority {
         let serial = random_serial();
         leaf.serial_number = Some(serial.clone());
 
-        let issuer = Issuer::from_ca_cert_der(
-            &CertificateDer::from(self.certificate_der.as_slice()),
-            ca_key.key_pair(),
-        )
-        .map_err(|e| AuthorityError::Signing(e.to_string()))?;
+        let issuer = self.issuer()?;
         let cert = leaf
             .signed_by(key.key_pair(), &issuer)
             .map_err(|e| AuthorityError::Signing(e.to_string()))?;
@@ -356,18 +346,7 @@ impl Authority {
     /// CA's. Served as an intermediate after a CA rotation completes, it lets a client
     /// that only trusts this (old) CA verify a server certificate `successor` signed.
     pub fn cross_sign(&self, successor: &Authority) -> Result<String, AuthorityError> {
-        let ca_key = self
-            .key
-            .as_ref()
-            .ok_or_else(|| AuthorityError::ExternallyManaged {
-                common_name: self.common_name.clone(),
-            })?;
-        let successor_key = successor
-            .key
-            .as_ref()
-            .ok_or_else(|| AuthorityError::ExternallyManaged {
-                common_name: successor.common_name.clone(),
-            })?;
+        let successor_key = successor.own_key()?;
         let (_, successor_cert) = X509Certificate::from_der(&successor.certificate_der)
             .map_err(|_| AuthorityError::MalformedCertificate)?;
         let mut params = CertificateParams::default();
@@ -395,15 +374,29 @@ impl Authority {
                 common_name: self.common_name.clone(),
             });
         }
-        let issuer = Issuer::from_ca_cert_der(
-            &CertificateDer::from(self.certificate_der.as_slice()),
-            ca_key.key_pair(),
-        )
-        .map_err(|e| AuthorityError::Signing(e.to_string()))?;
+        let issuer = self.issuer()?;
         let cert = params
             .signed_by(successor_key.key_pair(), &issuer)
             .map_err(|e| AuthorityError::Signing(e.to_string()))?;
         Ok(pem::encode("CERTIFICATE", cert.der()))
+    }
+
+    /// The CA's key; an externally managed CA has none and signs nothing.
+    fn own_key(&self) -> Result<&PrivateKey, AuthorityError> {
+        self.key
+            .as_ref()
+            .ok_or_else(|| AuthorityError::ExternallyManaged {
+                common_name: self.common_name.clone(),
+            })
+    }
+
+    /// rcgen's issuer for this CA: its certificate and key.
+    fn issuer(&self) -> Result<Issuer<'_, &rcgen::KeyPair>, AuthorityError> {
+        Issuer::from_ca_cert_der(
+            &CertificateDer::from(self.certificate_der.as_slice()),
+            self.own_key()?.key_pair(),
+        )
+        .map_err(|e| AuthorityError::Signing(e.to_string()))
     }
 
     /// Checks that a PEM leaf was issued by this CA (issuer name and signature) and is

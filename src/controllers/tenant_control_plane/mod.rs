@@ -206,16 +206,7 @@ async fn compute(
     let (batch_window, tokens) = (ctx.settings.batch_window, ctx.settings.tokens);
     let ca_rotation = desired::CaRotationInputs {
         complete_requested: tcp.annotations().contains_key(labels::COMPLETE_CA_ROTATION),
-        nodes: tcp.status.as_ref().and_then(|s| {
-            s.credentials
-                .as_ref()?
-                .rotation
-                .as_ref()?
-                .certificate_authorities
-                .as_ref()?
-                .nodes
-                .clone()
-        }),
+        nodes: tcp.status.as_ref().and_then(|s| s.ca_rotation_nodes().cloned()),
         grace: ctx.settings.ca_rotation_grace,
         start_percent: ctx.settings.ca_rotation_start_percent,
     };
