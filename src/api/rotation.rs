@@ -92,16 +92,23 @@ pub struct NodeCredentials {
 }
 
 impl super::TenantControlPlaneStatus {
-    /// `credentials.rotation.certificateAuthorities.nodes`: the nodes seen renewed (or
-    /// not) under the signing CA during a CA rotation.
-    pub fn ca_rotation_nodes(&self) -> Option<&NodeCredentials> {
+    /// `credentials.rotation.certificateAuthorities`, if a CA ever rotated.
+    pub fn ca_rotation(&self) -> Option<&CaRotation> {
         self.credentials
             .as_ref()?
             .rotation
             .as_ref()?
             .certificate_authorities
-            .as_ref()?
-            .nodes
             .as_ref()
+    }
+
+    /// The phase of the last CA rotation.
+    pub fn ca_rotation_phase(&self) -> Option<CaRotationPhase> {
+        self.ca_rotation()?.phase
+    }
+
+    /// The nodes seen renewed (or not) under the signing CA during a CA rotation.
+    pub fn ca_rotation_nodes(&self) -> Option<&NodeCredentials> {
+        self.ca_rotation()?.nodes.as_ref()
     }
 }

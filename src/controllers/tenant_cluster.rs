@@ -296,15 +296,7 @@ const NODE_RENEWAL_RECHECK: Duration = Duration::from_secs(10);
 
 fn ca_rotation_prepared(tcp: &TenantControlPlane) -> bool {
     use crate::api::rotation::CaRotationPhase;
-    let phase = tcp.status.as_ref().and_then(|s| {
-        s.credentials
-            .as_ref()?
-            .rotation
-            .as_ref()?
-            .certificate_authorities
-            .as_ref()?
-            .phase
-    });
+    let phase = tcp.status.as_ref().and_then(|s| s.ca_rotation_phase());
     matches!(
         phase,
         Some(CaRotationPhase::Preparing | CaRotationPhase::Prepared)

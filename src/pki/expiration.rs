@@ -170,12 +170,9 @@ pub fn tenant_report(
     now: OffsetDateTime,
     datastore_externally_managed: bool,
 ) -> (ExpirationReport, Vec<SecretProblem>) {
-    let prefix = format!("{tenant}-");
-    let suffix_of = |name: &str| name.strip_prefix(prefix.as_str()).map(str::to_owned);
-    let by_suffix = |suffix: &str| {
-        secrets
-            .iter()
-            .find(|s| suffix_of(s.name).as_deref() == Some(suffix))
+    let tenant = TenantSecrets {
+        prefix: format!("{tenant}-"),
+        secrets,
     };
     let mut report = ExpirationReport {
         now,
@@ -183,10 +180,56 @@ pub fn tenant_report(
         certificate_authorities: Vec::new(),
     };
     let mut problems = Vec::new();
-    let mut external: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut external = authority_rows(&tenant, &mut report, &mut problems);
+    external.insert(Signer::DatastoreCa.ca_name(), datastore_externally_managed);
+    datastore_ca_row(&tenant, datastore_externally_managed, &mut report, &mut problems);
+    let seen = leaf_rows(&tenant, &external, &mut report, &mut problems);
+    for spec in CATALOG.iter().filter(|s| s.when == When::Always) {
+        if !seen.iter().any(|n| n == spec.name) {
+            report
+                .certificates
+                .push(ExpirationEntry::missing(spec.name, Some(spec.signer.ca_name())));
+        }
+    }
+    report.sort();
+    (report, problems)
+}
 
+/// One tenant's Secrets, found by the suffix after `<tenant>-`.
+struct TenantSecrets<'s, 'a> {
+    prefix: String,
+    secrets: &'s [SecretView<'a>],
+}
+
+impl<'s, 'a> TenantSecrets<'s, 'a> {
+    fn suffix_of<'n>(&self, name: &'n str) -> Option<&'n str> {
+        name.strip_prefix(self.prefix.as_str())
+    }
+
+    fn by_suffix(&self, suffix: &str) -> Option<&'s SecretView<'a>> {
+        self.secrets
+            .iter()
+            .find(|s| self.suffix_of(s.name) == Some(suffix))
+    }
+}
+
+fn problem(secret: &SecretView<'_>, error: InspectError) -> SecretProblem {
+    SecretProblem {
+        secret: secret.name.to_owned(),
+        error,
+    }
+}
+
+/// The tenant's own CAs: a row each (`!MISSING!` when absent). Returns which of them
+/// are externally managed (no key stored).
+fn authority_rows(
+    tenant: &TenantSecrets<'_, '_>,
+    report: &mut ExpirationReport,
+    problems: &mut Vec<SecretProblem>,
+) -> BTreeMap<&'static str, bool> {
+    let mut external = BTreeMap::new();
     for spec in AUTHORITIES {
-        let secret = by_suffix(spec.secret_suffix);
+        let secret = tenant.by_suffix(spec.secret_suffix);
         let cert_key = spec.cert_keys.first().copied().unwrap_or("ca.crt");
         match secret.and_then(|s| s.data.get(cert_key).map(|v| (s, *v))) {
             None => report
@@ -205,37 +248,50 @@ pub fn tenant_report(
                         ..ExpirationEntry::present(spec.name, info.not_after, None)
                     });
                 }
-                Err(error) => problems.push(SecretProblem {
-                    secret: secret.name.to_owned(),
-                    error,
-                }),
+                Err(error) => problems.push(problem(secret, error)),
             },
         }
     }
+    external
+}
 
-    external.insert(Signer::DatastoreCa.ca_name(), datastore_externally_managed);
+/// The DataStore CA, as the datastore Secret's `ca.crt` carries it.
+fn datastore_ca_row(
+    tenant: &TenantSecrets<'_, '_>,
+    externally_managed: bool,
+    report: &mut ExpirationReport,
+    problems: &mut Vec<SecretProblem>,
+) {
     let datastore_suffix = CATALOG
         .iter()
         .find(|s| s.signer == Signer::DatastoreCa)
         .map_or("datastore-certificate", |s| s.secret_suffix);
-    if let Some(secret) = by_suffix(datastore_suffix)
-        && let Some(value) = secret.data.get("ca.crt")
-    {
-        match inspect_certificate("ca.crt", value) {
-            Ok(info) => report.certificate_authorities.push(ExpirationEntry {
-                externally_managed: datastore_externally_managed,
-                ..ExpirationEntry::present(Signer::DatastoreCa.ca_name(), info.not_after, None)
-            }),
-            Err(error) => problems.push(SecretProblem {
-                secret: secret.name.to_owned(),
-                error,
-            }),
-        }
+    let Some(secret) = tenant.by_suffix(datastore_suffix) else {
+        return;
+    };
+    let Some(value) = secret.data.get("ca.crt") else {
+        return;
+    };
+    match inspect_certificate("ca.crt", value) {
+        Ok(info) => report.certificate_authorities.push(ExpirationEntry {
+            externally_managed,
+            ..ExpirationEntry::present(Signer::DatastoreCa.ca_name(), info.not_after, None)
+        }),
+        Err(error) => problems.push(problem(secret, error)),
     }
+}
 
+/// A row per certificate data key of every lifecycle Secret. Returns the row names
+/// seen (those of an unreadable Secret included, so they are not also reported missing).
+fn leaf_rows(
+    tenant: &TenantSecrets<'_, '_>,
+    external: &BTreeMap<&str, bool>,
+    report: &mut ExpirationReport,
+    problems: &mut Vec<SecretProblem>,
+) -> Vec<String> {
     let mut seen: Vec<String> = Vec::new();
-    for secret in secrets {
-        let Some(suffix) = suffix_of(secret.name) else {
+    for secret in tenant.secrets {
+        let Some(suffix) = tenant.suffix_of(secret.name) else {
             continue;
         };
         let catalog_lifecycle = CATALOG
@@ -248,11 +304,7 @@ pub fn tenant_report(
         let inspection = match inspect(secret.data.iter().map(|(k, v)| (*k, *v)), lifecycle) {
             Ok(inspection) => inspection,
             Err(error) => {
-                problems.push(SecretProblem {
-                    secret: secret.name.to_owned(),
-                    error,
-                });
-                // Do not also report its rows as missing.
+                problems.push(problem(secret, error));
                 seen.extend(
                     CATALOG
                         .iter()
@@ -284,16 +336,7 @@ pub fn tenant_report(
             });
         }
     }
-
-    for spec in CATALOG.iter().filter(|s| s.when == When::Always) {
-        if !seen.iter().any(|n| n == spec.name) {
-            report
-                .certificates
-                .push(ExpirationEntry::missing(spec.name, Some(spec.signer.ca_name())));
-        }
-    }
-    report.sort();
-    (report, problems)
+    seen
 }
 
 #[cfg(test)]

@@ -727,100 +727,144 @@ pub fn check(
     let ca = signers
         .issuer_of(spec)
         .ok_or(IssueError::MissingDatastoreCa { row: spec.name })?;
-    let (key_name, cert_pem, key_pem) = match spec.output {
+    let stored = match spec.output {
         Output::Pem {
             cert,
             key,
             ca: ca_key,
-        } => {
-            if let Some(ca_key) = ca_key {
-                let carried = data.get(ca_key).ok_or(Stale::Missing { key: ca_key.into() })?;
-                let also = signers.also_accepted(spec);
-                if !same_certificate(carried, ca.certificate_der())
-                    && !also.is_some_and(|a| same_certificate(carried, a.certificate_der()))
-                {
-                    return Err(Stale::CaChanged { key: ca_key.into() });
-                }
-            }
-            let cert_pem = data.get(cert).ok_or(Stale::Missing { key: cert.into() })?.clone();
-            let key_pem = data.get(key).ok_or(Stale::Missing { key: key.into() })?.clone();
-            (cert, cert_pem, key_pem)
-        }
+        } => stored_pem(spec, data, signers, ca, (cert, key, ca_key))?,
         Output::Kubeconfig { key, server } => {
-            let raw = data.get(key).ok_or(Stale::Missing { key: key.into() })?;
-            let unreadable = |e: KubeconfigError| Stale::Unreadable {
-                key: key.into(),
-                reason: e.to_string(),
-            };
-            let kubeconfig = Kubeconfig::parse(raw).map_err(unreadable)?;
-            let current = kubeconfig
-                .current_server()
-                .ok_or(Stale::ServerChanged { key: key.into() })?;
-            if current != tenant.server_url(server)? {
-                return Err(Stale::ServerChanged { key: key.into() });
-            }
-            let bundle = signers
-                .bundle_of(spec.signer)
-                .unwrap_or_else(|| ca.certificate_pem().to_owned());
-            match kubeconfig.current_ca_pem().map_err(unreadable)? {
-                Some(pem) if same_certificates(&pem, bundle.as_bytes()) => {}
-                _ => return Err(Stale::CaChanged { key: key.into() }),
-            }
-            let mut creds = kubeconfig.client_credentials().map_err(unreadable)?;
-            // Our kubeconfigs have one user; check the one the current context uses.
-            let user = kubeconfig
-                .current_user()
-                .map(|u| u.name.clone())
-                .unwrap_or_default();
-            let index = creds.iter().position(|c| c.user == user).unwrap_or(0);
-            let cred = creds.swap_remove(index);
-            let key_pem = cred.key_pem.ok_or(Stale::Missing { key: key.into() })?;
-            (key, cred.certificate_pem, key_pem)
+            stored_kubeconfig(spec, data, tenant, signers, ca, key, server)?
         }
     };
+    check_issuer(spec, signers, ca, &stored, now)?;
+    check_subject(spec, tenant, &stored)
+}
 
-    let verified = match (
-        ca.verify_pem(&cert_pem, Some(&key_pem), now),
-        signers.also_accepted(spec),
-    ) {
+/// A row's certificate and key as stored, under the data key reported when stale.
+struct StoredLeaf {
+    key_name: &'static str,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+}
+
+/// A PEM row: certificate, key and (when the Secret carries it) the issuing CA.
+fn stored_pem(
+    spec: &CertificateSpec,
+    data: &SecretData,
+    signers: &Signers<'_>,
+    ca: &Authority,
+    (cert, key, ca_key): (&'static str, &'static str, Option<&'static str>),
+) -> Result<StoredLeaf, Stale> {
+    if let Some(ca_key) = ca_key {
+        let carried = data.get(ca_key).ok_or(Stale::Missing { key: ca_key.into() })?;
+        let also = signers.also_accepted(spec);
+        if !same_certificate(carried, ca.certificate_der())
+            && !also.is_some_and(|a| same_certificate(carried, a.certificate_der()))
+        {
+            return Err(Stale::CaChanged { key: ca_key.into() });
+        }
+    }
+    Ok(StoredLeaf {
+        key_name: cert,
+        cert_pem: data.get(cert).ok_or(Stale::Missing { key: cert.into() })?.clone(),
+        key_pem: data.get(key).ok_or(Stale::Missing { key: key.into() })?.clone(),
+    })
+}
+
+/// A kubeconfig row: server and CA bundle as the tenant needs them, then the client
+/// certificate and key of the user its current context uses.
+fn stored_kubeconfig(
+    spec: &CertificateSpec,
+    data: &SecretData,
+    tenant: &TenantInputs,
+    signers: &Signers<'_>,
+    ca: &Authority,
+    key: &'static str,
+    server: Server,
+) -> Result<StoredLeaf, Stale> {
+    let raw = data.get(key).ok_or(Stale::Missing { key: key.into() })?;
+    let unreadable = |e: KubeconfigError| Stale::Unreadable {
+        key: key.into(),
+        reason: e.to_string(),
+    };
+    let kubeconfig = Kubeconfig::parse(raw).map_err(unreadable)?;
+    let current = kubeconfig
+        .current_server()
+        .ok_or(Stale::ServerChanged { key: key.into() })?;
+    if current != tenant.server_url(server)? {
+        return Err(Stale::ServerChanged { key: key.into() });
+    }
+    let bundle = signers
+        .bundle_of(spec.signer)
+        .unwrap_or_else(|| ca.certificate_pem().to_owned());
+    match kubeconfig.current_ca_pem().map_err(unreadable)? {
+        Some(pem) if same_certificates(&pem, bundle.as_bytes()) => {}
+        _ => return Err(Stale::CaChanged { key: key.into() }),
+    }
+    let mut creds = kubeconfig.client_credentials().map_err(unreadable)?;
+    // Our kubeconfigs have one user; check the one the current context uses.
+    let user = kubeconfig
+        .current_user()
+        .map(|u| u.name.clone())
+        .unwrap_or_default();
+    let index = creds.iter().position(|c| c.user == user).unwrap_or(0);
+    let cred = creds.swap_remove(index);
+    let key_pem = cred.key_pem.ok_or(Stale::Missing { key: key.into() })?;
+    Ok(StoredLeaf {
+        key_name: key,
+        cert_pem: cred.certificate_pem,
+        key_pem,
+    })
+}
+
+/// Issued by `ca` (or, mid-rotation, by a CA also accepted), valid now, with its key,
+/// carrying the intermediate it should.
+fn check_issuer(
+    spec: &CertificateSpec,
+    signers: &Signers<'_>,
+    ca: &Authority,
+    stored: &StoredLeaf,
+    now: OffsetDateTime,
+) -> Result<(), Stale> {
+    let StoredLeaf {
+        key_name,
+        cert_pem,
+        key_pem,
+    } = stored;
+    let also = signers.also_accepted(spec);
+    let verified = match (ca.verify_pem(cert_pem, Some(key_pem), now), also) {
         (Err(VerifyError::BadSignature | VerifyError::IssuerMismatch { .. }), Some(also)) => {
-            also.verify_pem(&cert_pem, Some(&key_pem), now)
+            also.verify_pem(cert_pem, Some(key_pem), now)
         }
         (result, _) => result,
     };
-    let chain = match signers.also_accepted(spec) {
+    let chain = match also {
         // Issued by the new CA before its trust rolled out: it carries the new CA's chain.
-        Some(also) if verified.is_ok() && also.verify_pem(&cert_pem, None, now).is_ok() => {
+        Some(also) if verified.is_ok() && also.verify_pem(cert_pem, None, now).is_ok() => {
             signers.chain_of_new(spec, now)
         }
         _ => signers.chain_of(spec, now),
     };
-    check_chain(key_name, &cert_pem, chain)?;
+    check_chain(key_name, cert_pem, chain)?;
+    let key = (*key_name).to_string();
     match verified {
-        Ok(()) => {}
-        Err(VerifyError::KeyMismatch) => return Err(Stale::KeyMismatch { key: key_name.into() }),
-        Err(VerifyError::Key(e)) => {
-            return Err(Stale::Unreadable {
-                key: key_name.into(),
-                reason: e.to_string(),
-            });
-        }
-        Err(VerifyError::Unreadable(reason)) => {
-            return Err(Stale::Unreadable {
-                key: key_name.into(),
-                reason,
-            });
-        }
-        Err(reason) => {
-            return Err(Stale::NotFromCurrentCa {
-                key: key_name.into(),
-                reason,
-            });
-        }
+        Ok(()) => Ok(()),
+        Err(VerifyError::KeyMismatch) => Err(Stale::KeyMismatch { key }),
+        Err(VerifyError::Key(e)) => Err(Stale::Unreadable {
+            key,
+            reason: e.to_string(),
+        }),
+        Err(VerifyError::Unreadable(reason)) => Err(Stale::Unreadable { key, reason }),
+        Err(reason) => Err(Stale::NotFromCurrentCa { key, reason }),
     }
+}
 
+/// Subject (CN, O) and SANs as the tenant needs them now.
+fn check_subject(spec: &CertificateSpec, tenant: &TenantInputs, stored: &StoredLeaf) -> Result<(), Stale> {
+    let key_name = stored.key_name;
     let wanted = leaf_request(spec, tenant)?;
-    let der = pem::certificates(&cert_pem)
+    let der = pem::certificates(&stored.cert_pem)
         .ok()
         .and_then(|certs| certs.into_iter().next())
         .ok_or_else(|| Stale::Unreadable {

@@ -330,40 +330,8 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
     if let Some(pool) = crate::pki::pool::install(args.key_algorithm, args.key_pool_size) {
         info!(algorithm = %pool.algorithm(), size = pool.capacity(), "pre-generating keys in the background");
     }
-    let settings = Settings {
-        key_algorithm: args.key_algorithm,
-        certificate_validity: args.certificate_validity,
-        certificate_expiration_deadline: args.certificate_expiration_deadline,
-        default_datastore: args.datastore.clone(),
-        watch_namespace: args.watch_namespace.clone(),
-        max_concurrent_reconciles: args.max_concurrent_tcp_reconciles.max(1),
-        tenant_cluster_setup: args.tenant_cluster_setup,
-        batch_window: args.rollout_batch_window,
-        ca_rotation_grace: args.ca_rotation_grace_period,
-        ca_rotation_start_percent: args.ca_rotation_start_percent,
-        tokens: crate::tenant::deployment::TokenSettings {
-            max_expiration: args.service_account_max_token_expiration,
-            previous_keys_grace: args
-                .service_account_key_grace_period
-                .unwrap_or(args.service_account_max_token_expiration),
-        },
-    };
-    info!(
-        deadline = %humantime::format_duration(args.certificate_expiration_deadline),
-        validity = %humantime::format_duration(args.certificate_validity),
-        algorithm = %args.key_algorithm,
-        namespace = args.watch_namespace.as_deref().unwrap_or("<all>"),
-        leader_election = %election.as_ref().map_or("off".to_string(), |e| format!(
-            "{}/{} as {}", e.namespace, e.lease_name, e.identity
-        )),
-        "starting kamaji-rs manager"
-    );
-    if args.certificate_validity <= args.certificate_expiration_deadline {
-        warn!(
-            "--certificate-validity is not longer than --certificate-expiration-deadline: \
-             every certificate is rotated once right after it is issued, then reported as expiring"
-        );
-    }
+    let settings = args.settings();
+    log_start(&args, election.as_ref());
     let ctx = Arc::new(Context::with_metrics(client.clone(), settings, metrics.clone()));
 
     let health = Health::default();
@@ -413,6 +381,50 @@ pub async fn run(args: ManagerArgs) -> anyhow::Result<()> {
         info!("manager stopped");
     }
     result
+}
+
+impl ManagerArgs {
+    /// What the controllers read from the flags.
+    fn settings(&self) -> Settings {
+        Settings {
+            key_algorithm: self.key_algorithm,
+            certificate_validity: self.certificate_validity,
+            certificate_expiration_deadline: self.certificate_expiration_deadline,
+            default_datastore: self.datastore.clone(),
+            watch_namespace: self.watch_namespace.clone(),
+            max_concurrent_reconciles: self.max_concurrent_tcp_reconciles.max(1),
+            tenant_cluster_setup: self.tenant_cluster_setup,
+            batch_window: self.rollout_batch_window,
+            ca_rotation_grace: self.ca_rotation_grace_period,
+            ca_rotation_start_percent: self.ca_rotation_start_percent,
+            tokens: crate::tenant::deployment::TokenSettings {
+                max_expiration: self.service_account_max_token_expiration,
+                previous_keys_grace: self
+                    .service_account_key_grace_period
+                    .unwrap_or(self.service_account_max_token_expiration),
+            },
+        }
+    }
+}
+
+/// The start line, and a warning for a validity no longer than the deadline.
+fn log_start(args: &ManagerArgs, election: Option<&ElectionConfig>) {
+    info!(
+        deadline = %humantime::format_duration(args.certificate_expiration_deadline),
+        validity = %humantime::format_duration(args.certificate_validity),
+        algorithm = %args.key_algorithm,
+        namespace = args.watch_namespace.as_deref().unwrap_or("<all>"),
+        leader_election = %election.map_or("off".to_string(), |e| format!(
+            "{}/{} as {}", e.namespace, e.lease_name, e.identity
+        )),
+        "starting kamaji-rs manager"
+    );
+    if args.certificate_validity <= args.certificate_expiration_deadline {
+        warn!(
+            "--certificate-validity is not longer than --certificate-expiration-deadline: \
+             every certificate is rotated once right after it is issued, then reported as expiring"
+        );
+    }
 }
 
 /// What the leader runs.

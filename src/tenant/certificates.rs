@@ -289,7 +289,7 @@ fn plan_authorities(
                     Reason::Created
                 };
                 issue::generate_authority(spec, &inputs.params)
-                    .map(|ca| Some((reason, StoredCa::settled(ca))))
+                    .map(|ca| (Some(reason), StoredCa::settled(ca)))
             }
             (Some(s), Some(Err(error))) if !s.rotate_requested => {
                 plan.problems.push(Problem::Unreadable {
@@ -301,7 +301,7 @@ fn plan_authorities(
             (Some(_), Some(Err(_))) => {
                 // Asked for: an unreadable CA is replaced outright (there is nothing to overlap with).
                 issue::generate_authority(spec, &inputs.params)
-                    .map(|ca| Some((Reason::RotationRequested, StoredCa::settled(ca))))
+                    .map(|ca| (Some(Reason::RotationRequested), StoredCa::settled(ca)))
             }
             (Some(s), Some(Ok(ca))) => {
                 if !ca.signing.is_externally_managed() {
@@ -315,7 +315,7 @@ fn plan_authorities(
             (Some(_), None) => continue,
         };
         match next {
-            Ok(Some((reason, ca))) => {
+            Ok((Some(reason), ca)) => {
                 plan.writes.push(Write {
                     suffix: spec.secret_suffix,
                     data: ca.secret_data(spec),
@@ -328,11 +328,9 @@ fn plan_authorities(
                 let progress = progress(inputs, spec, &ca, true);
                 authorities.insert(spec.secret_suffix, (ca, progress));
             }
-            Ok(None) => {
-                if let Some(Ok(ca)) = stored.map(|s| StoredCa::load(spec, &s.data)) {
-                    let progress = progress(inputs, spec, &ca, false);
-                    authorities.insert(spec.secret_suffix, (ca, progress));
-                }
+            Ok((None, ca)) => {
+                let progress = progress(inputs, spec, &ca, false);
+                authorities.insert(spec.secret_suffix, (ca, progress));
             }
             Err(error) => plan.problems.push(Problem::IssueFailed {
                 certificate: spec.name.to_string(),
@@ -345,22 +343,22 @@ fn plan_authorities(
 
 /// What a readable CA Secret becomes: prepared on a rotate request (once: a request
 /// while prepared is answered by the rotation in progress), completed when asked,
-/// rewritten when its layout differs, else kept (`None`).
+/// rewritten when its layout differs, else kept (no reason: nothing to write).
 fn transition(
     inputs: &Inputs<'_>,
     spec: &AuthoritySpec,
     stored: &Stored,
     ca: StoredCa,
-) -> Result<Option<(Reason, StoredCa)>, IssueError> {
+) -> Result<(Option<Reason>, StoredCa), IssueError> {
     let now = inputs.params.now;
     if stored.rotate_requested {
         return match ca.phase() {
-            Phase::Settled if ca.signing.is_externally_managed() => Ok(None),
+            Phase::Settled if ca.signing.is_externally_managed() => Ok((None, ca)),
             Phase::Settled => ca
                 .without_expired_cross_signed(now)
                 .prepare(spec, &inputs.params)
-                .map(|ca| Some((Reason::RotationRequested, ca))),
-            Phase::Prepared => Ok(Some((Reason::RotationInProgress, ca))),
+                .map(|ca| (Some(Reason::RotationRequested), ca)),
+            Phase::Prepared => Ok((Some(Reason::RotationInProgress), ca)),
         };
     }
     if ca.phase() == Phase::Prepared {
@@ -370,7 +368,7 @@ fn transition(
             && serving.all()
             && inputs.control_plane_runs_stored
         {
-            return Ok(Some((Reason::RotationCompleted, ca.complete())));
+            return Ok((Some(Reason::RotationCompleted), ca.complete()));
         }
     }
     if ca.phase() == Phase::Settled
@@ -380,12 +378,13 @@ fn transition(
         return ca
             .without_expired_cross_signed(now)
             .prepare(spec, &inputs.params)
-            .map(|ca| Some((Reason::CaLifetime, ca)));
+            .map(|ca| (Some(Reason::CaLifetime), ca));
     }
     let ca = ca.without_expired_cross_signed(now);
-    Ok(ca
+    let rewritten = ca
         .layout_differs(spec, &stored.data)
-        .map(|keys| (Reason::Stale(format!("{}: {keys} rewritten", spec.name)), ca)))
+        .map(|keys| Reason::Stale(format!("{}: {keys} rewritten", spec.name)));
+    Ok((rewritten, ca))
 }
 
 /// `ca`'s serving certificates as stored: how many its new CA signs already.

@@ -164,8 +164,10 @@ fn ca_steps(inputs: &Inputs<'_>) -> CaSteps {
     let now = now_offset(inputs.now);
     let mut steps = CaSteps::default();
     for spec in catalog::AUTHORITIES {
+        // Only a Secret with a previous CA is prepared: a settled one is not parsed.
         let Some(ca) = data
             .get(spec.secret_suffix)
+            .filter(|d| d.contains_key(spec.previous_keys.0))
             .and_then(|d| StoredCa::load(spec, d).ok())
             .filter(|ca| ca.phase() == Phase::Prepared)
         else {
@@ -186,11 +188,7 @@ fn record_ca_rotation(
     version: KubernetesVersionStatus,
 ) {
     let prepared = steps.prepared;
-    let previous = status
-        .credentials
-        .as_ref()
-        .and_then(|c| c.rotation.as_ref())
-        .and_then(|r| r.certificate_authorities.clone());
+    let previous = status.ca_rotation().cloned();
     let next = rotation::status(&rotation::StatusInputs {
         previous: previous.as_ref(),
         prepared,

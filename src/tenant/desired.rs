@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     api::{TenantControlPlaneSpec, datastore::Driver, labels},
-    pki::{IssueParams, Phase, SecretData, StoredCa, TenantInputs, catalog},
+    pki::{IssueParams, SecretData, StoredCa, TenantInputs, catalog},
     tenant::meta::{TenantRef, suffix},
 };
 
@@ -267,12 +267,13 @@ fn completion(
     stored: &StoredSecrets,
     plan: &Plan,
 ) -> Option<rotation::Decision> {
-    let prepared: Vec<StoredCa> = catalog::AUTHORITIES
-        .iter()
-        .filter_map(|spec| StoredCa::load(spec, &stored.get(spec.secret_suffix)?.data).ok())
-        .filter(|ca| ca.phase() == Phase::Prepared)
-        .collect();
-    if prepared.is_empty() {
+    // Prepared is a previous CA stored beside the signing one; nothing is parsed otherwise.
+    let prepared = catalog::AUTHORITIES.iter().any(|spec| {
+        stored
+            .get(spec.secret_suffix)
+            .is_some_and(|s| s.data.contains_key(spec.previous_keys.0))
+    });
+    if !prepared {
         return None;
     }
     let tenant_ca = stored

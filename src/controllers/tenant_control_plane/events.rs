@@ -99,7 +99,7 @@ pub async fn publish_outcome(
     let was_rotating =
         tcp.status.as_ref().and_then(version) == Some(KubernetesVersionStatus::CertificateAuthorityRotating);
     if was_rotating && version(status) == Some(KubernetesVersionStatus::Ready) {
-        let (reason, note) = match ca_phase(status) {
+        let (reason, note) = match status.ca_rotation_phase() {
             Some(CaRotationPhase::Prepared) => (
                 "CaRotationPrepared",
                 "the control plane trusts the old and the new CA; clients hold new-CA certificates, \
@@ -113,17 +113,6 @@ pub async fn publish_outcome(
         };
         publish(ctx, tcp, EventType::Normal, reason, note).await;
     }
-}
-
-fn ca_phase(status: &TenantControlPlaneStatus) -> Option<CaRotationPhase> {
-    status
-        .credentials
-        .as_ref()?
-        .rotation
-        .as_ref()?
-        .certificate_authorities
-        .as_ref()?
-        .phase
 }
 
 /// The event announcing a change of the tenant CA's phase in this pass.
