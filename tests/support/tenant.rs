@@ -36,10 +36,19 @@ pub const VERSION: &str = "v1.37.2";
 
 /// A free TCP port on 127.0.0.1 (released at once; the caller binds it soon after).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
+    // Below Linux's ephemeral range (32768-60999), where every outgoing connection of
+    // the parallel tests takes its source port, and never the same port twice in one
+    // run: a port the kernel handed out as free could otherwise be taken before the
+    // server it was meant for binds it.
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// A child process killed and reaped when dropped, its output in a log file.
