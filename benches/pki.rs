@@ -40,6 +40,7 @@ fn tenant() -> TenantInputs {
         control_plane_endpoint: "172.18.0.2:6443".into(),
         konnectivity: true,
         datastore_user: "default_bench".into(),
+        superseded_groups_granted: true,
     }
 }
 
@@ -109,6 +110,7 @@ fn pass(observed: &Observed, params: IssueParams) -> Desired {
             batch_window: Duration::from_secs(2),
             tokens: kamaji::tenant::deployment::TokenSettings::default(),
             ca_rotation: Default::default(),
+            superseded_groups_granted: true,
         },
         observed,
     )

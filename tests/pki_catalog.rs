@@ -27,6 +27,7 @@ fn tenant() -> TenantInputs {
         control_plane_endpoint: "172.18.0.2:6443".into(),
         konnectivity: true,
         datastore_user: "tenants_k8s_133".into(),
+        superseded_groups_granted: true,
     }
 }
 
@@ -71,7 +72,7 @@ const DESIGN: &[Design] = &[
     d(
         "apiserver-kubelet-client",
         "kube-apiserver-kubelet-client",
-        ADMINS,
+        None,
         "client",
         "kubernetes",
     ),

@@ -25,6 +25,7 @@ fn tenant() -> TenantInputs {
         cluster_domain: "cluster.local".into(),
         control_plane_endpoint: "172.18.0.2:6443".into(),
         datastore_user: "default_k8s_133".into(),
+        superseded_groups_granted: true,
         ..TenantInputs::default()
     }
 }

@@ -59,6 +59,7 @@ fn tenant() -> TenantInputs {
         control_plane_endpoint: "172.18.0.2:6443".into(),
         konnectivity: true,
         datastore_user: "default_k8s_133".into(),
+        superseded_groups_granted: true,
     }
 }
 
@@ -157,7 +158,7 @@ fn verify_with_openssl(algorithm: KeyAlgorithm) {
     );
     assert_eq!(
         subject("apiserver-kubelet-client"),
-        "subject=O = kubeadm:cluster-admins, CN = kube-apiserver-kubelet-client"
+        "subject=CN = kube-apiserver-kubelet-client"
     );
     assert_eq!(subject("apiserver"), "subject=CN = kube-apiserver");
     assert_eq!(subject("datastore"), "subject=CN = default_k8s_133");

@@ -192,6 +192,7 @@ fn generated_pki_runs_a_real_kube_apiserver() {
         control_plane_endpoint: format!("127.0.0.1:{port}"),
         konnectivity: false,
         datastore_user: "default_pki_tenant".into(),
+        superseded_groups_granted: true,
     };
     let datastore_ca = Authority::generate("datastore-ca", params.algorithm, CA_VALIDITY, now).unwrap();
     let pki = issue_tenant(&tenant, Some(&datastore_ca), &params).unwrap();

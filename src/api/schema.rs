@@ -189,6 +189,19 @@ fn schema(value: Value) -> Schema {
     Schema::try_from(value).unwrap_or_default()
 }
 
+/// `spec.dataStore`: set once. Kamaji moves a tenant whose DataStore changes
+/// (status `Migrating`); kamaji-rs does not, and a changed name would start the
+/// control plane on an empty store, so the change is refused.
+pub fn data_store(_: &mut SchemaGenerator) -> Schema {
+    schema(json!({
+        "type": "string",
+        "description": "Name of the cluster-scoped DataStore backing this tenant; the manager's `--datastore` when empty. Immutable: kamaji-rs does not migrate tenants between DataStores.",
+        "x-kubernetes-validations": immutable(
+            "moving a tenant to another DataStore (Kamaji's migration) is not supported by kamaji-rs"
+        ),
+    }))
+}
+
 /// `spec.dataStoreSchema`: set once.
 pub fn data_store_schema(_: &mut SchemaGenerator) -> Schema {
     schema(json!({
@@ -219,11 +232,11 @@ pub fn data_store_overrides(_: &mut SchemaGenerator) -> Schema {
     }))
 }
 
-/// Kamaji's `spec.writePermissions` (kept, not acted on).
+/// Kamaji's `spec.writePermissions`.
 pub fn write_permissions(_: &mut SchemaGenerator) -> Schema {
     schema(json!({
         "type": "object",
-        "description": "Kamaji's write-permission toggles; kept, not acted on.",
+        "description": "Writes the tenant's API server refuses while set (status WriteLimited): blockCreation, blockUpdate, blockDeletion.",
         "properties": {
             "blockCreation": {"type": "boolean"},
             "blockUpdate": {"type": "boolean"},

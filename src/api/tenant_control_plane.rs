@@ -111,6 +111,7 @@ use super::schema;
 pub struct TenantControlPlaneSpec {
     /// Name of the cluster-scoped DataStore backing this tenant; the manager's `--datastore` when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::data_store")]
     pub data_store: Option<String>,
     /// Schema (etcd key prefix, SQL database) of the tenant in its DataStore; the tenant name when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,10 +125,10 @@ pub struct TenantControlPlaneSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::data_store_overrides")]
     pub data_store_overrides: Option<Value>,
-    /// Kamaji's write-permission toggles; kept, not acted on.
+    /// Which writes the tenant's API server refuses (Kamaji's `WriteLimited` mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::write_permissions")]
-    pub write_permissions: Option<Value>,
+    pub write_permissions: Option<WritePermissions>,
     /// How the control plane runs in the management cluster.
     #[serde(default)]
     pub control_plane: ControlPlane,
@@ -639,14 +640,49 @@ fn default_konnectivity_port() -> i32 {
     8132
 }
 
+/// Kamaji's `spec.writePermissions`: writes blocked in the tenant cluster.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WritePermissions {
+    /// Refuse creations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_creation: Option<bool>,
+    /// Refuse updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_update: Option<bool>,
+    /// Refuse deletions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_deletion: Option<bool>,
+}
+
+impl WritePermissions {
+    /// The admission operations refused, in Kubernetes' spelling; empty when none is.
+    pub fn blocked_operations(&self) -> Vec<&'static str> {
+        [
+            (self.block_creation, "CREATE"),
+            (self.block_update, "UPDATE"),
+            (self.block_deletion, "DELETE"),
+        ]
+        .into_iter()
+        .filter_map(|(blocked, operation)| blocked.unwrap_or(false).then_some(operation))
+        .collect()
+    }
+}
+
 impl TenantControlPlaneSpec {
+    /// Writes are limited in the tenant cluster (Kamaji's `WriteLimited`).
+    pub fn write_limited(&self) -> bool {
+        self.write_permissions
+            .as_ref()
+            .is_some_and(|p| !p.blocked_operations().is_empty())
+    }
+
     /// JSON paths of the fields present in this spec that kamaji-rs keeps but
     /// does not act on, for the `FieldsNotActedOn` condition.
     pub fn fields_not_acted_on(&self) -> Vec<String> {
         let mut fields = Vec::new();
         for (path, present) in [
             ("spec.dataStoreOverrides", self.data_store_overrides.is_some()),
-            ("spec.writePermissions", self.write_permissions.is_some()),
             ("spec.controlPlane.ingress", self.control_plane.ingress.is_some()),
             ("spec.controlPlane.gateway", self.control_plane.gateway.is_some()),
         ] {
@@ -915,13 +951,20 @@ pub enum KubernetesVersionStatus {
     NotReady,
     /// Scaled to zero.
     Sleeping,
-    /// The DataStore only allows reads (not implemented by kamaji-rs).
+    /// Serving, with the writes of `spec.writePermissions` refused in the tenant.
     WriteLimited,
-    /// None of the above could be established.
+    /// Serving while a rollout that is neither the first, an upgrade nor a CA
+    /// rotation step progresses (Kamaji's name for it).
     Unknown,
 }
 
 impl KubernetesVersionStatus {
+    /// The control plane has rolled out at least once and serves: the tenant side
+    /// may be set up (Kamaji's soot manager runs in these too).
+    pub fn serving(self) -> bool {
+        matches!(self, Self::Ready | Self::WriteLimited | Self::Unknown)
+    }
+
     /// The status as printed by `kubectl get tcp`.
     pub fn as_str(self) -> &'static str {
         match self {

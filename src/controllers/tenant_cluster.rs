@@ -24,6 +24,7 @@ use std::{
 use futures::StreamExt;
 use k8s_openapi::{
     api::{
+        admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding},
         apps::v1::{DaemonSet, Deployment},
         certificates::v1::CertificateSigningRequest,
         core::v1::{ConfigMap, Node, Secret, Service, ServiceAccount},
@@ -47,7 +48,7 @@ use time::OffsetDateTime;
 use tracing::{debug, info, warn};
 
 use crate::{
-    api::{TenantControlPlane, labels, tenant_control_plane::KubernetesVersionStatus},
+    api::{TenantControlPlane, labels},
     controllers::{Context, Error},
     pki::{Authority, catalog},
     tenant::{
@@ -57,6 +58,7 @@ use crate::{
         meta::{TenantRef, suffix},
         node_credentials,
         status::set_condition,
+        write_permissions,
     },
 };
 
@@ -64,6 +66,27 @@ use crate::{
 pub const CONDITION: &str = "TenantClusterReady";
 /// Field manager of that condition (the TCP reconciler owns the rest of the status).
 pub const STATUS_FIELD_MANAGER: &str = "kamaji-rs-tenant";
+/// True once `kubeadm:apiserver-kubelet-client` was applied in the tenant: from then
+/// on the API server's kubelet client needs no group, and the TCP reconciler re-issues
+/// a certificate that still carries `kubeadm:cluster-admins`. Never set back to False:
+/// the binding is re-ensured on every pass, an unreachable tenant does not undo it.
+pub const KUBELET_CLIENT_CONDITION: &str = "KubeletClientAuthorized";
+/// Its own field manager, so each condition is applied alone and keeps the other.
+const KUBELET_CLIENT_FIELD_MANAGER: &str = "kamaji-rs-tenant-kubelet-client";
+const TENANT_CLUSTER_READY: OwnedCondition = OwnedCondition {
+    type_: CONDITION,
+    field_manager: STATUS_FIELD_MANAGER,
+};
+const KUBELET_CLIENT_AUTHORIZED: OwnedCondition = OwnedCondition {
+    type_: KUBELET_CLIENT_CONDITION,
+    field_manager: KUBELET_CLIENT_FIELD_MANAGER,
+};
+
+/// A status condition this controller writes, and the field manager it writes it with.
+struct OwnedCondition {
+    type_: &'static str,
+    field_manager: &'static str,
+}
 
 /// The field manager of `status.credentials.rotation.certificateAuthorities.nodes`:
 /// its own, so applying the condition alone (with [`STATUS_FIELD_MANAGER`]) keeps it.
@@ -208,11 +231,11 @@ fn error_policy(tcp: Arc<TenantControlPlane>, error: &Error, _state: Arc<State>)
     Action::requeue(Duration::from_secs(15))
 }
 
-/// Whether the control plane has finished rolling out (the TCP reconciler's verdict).
+/// Whether the control plane serves (the TCP reconciler's verdict).
 fn control_plane_ready(tcp: &TenantControlPlane) -> Option<String> {
     let status = tcp.status.as_ref()?;
     let version = status.kubernetes_resources.as_ref()?.version.as_ref()?.status?;
-    if version != KubernetesVersionStatus::Ready {
+    if !version.serving() {
         return None;
     }
     status.control_plane_endpoint.clone().filter(|e| !e.is_empty())
@@ -253,6 +276,7 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, state: Arc<State>) -> Result<Ac
     match outcome {
         Ok(ensured) => {
             state.succeeded(&tenant);
+            write_kubelet_client_authorized(ctx, &tcp, &tenant).await?;
             write_condition(
                 ctx,
                 &tcp,
@@ -396,10 +420,11 @@ async fn ensure(
     apply_join(&client, &join).await?;
     let dns = ensure_core_dns(&client, addons::core_dns(tcp)?).await?;
     let proxy = ensure_kube_proxy(&client, addons::kube_proxy(tcp, endpoint)?).await?;
+    let limits = ensure_write_permissions(&client, tcp.spec.write_permissions.as_ref()).await?;
     if rotating {
         observe_nodes(ctx, &client, tcp, tenant, ca).await?;
     }
-    Ok(ensured + join.len() + dns + proxy)
+    Ok(ensured + join.len() + dns + proxy + limits)
 }
 
 /// Every certificate of `ca.crt`, each a CA; the first signs.
@@ -695,6 +720,38 @@ where
     }
 }
 
+/// `spec.writePermissions`: the policies refusing the blocked writes, or none.
+async fn ensure_write_permissions(
+    client: &Client,
+    permissions: Option<&crate::api::tenant_control_plane::WritePermissions>,
+) -> Result<usize, TenantError> {
+    let wanted = write_permissions::desired(permissions);
+    let (policies, bindings) = (Api::all(client.clone()), Api::all(client.clone()));
+    if wanted.is_empty() {
+        for name in [write_permissions::CATCH_ALL, write_permissions::NODE_LEASES] {
+            remove_ours::<ValidatingAdmissionPolicyBinding>(
+                bindings.clone(),
+                name,
+                "validatingadmissionpolicybinding",
+            )
+            .await?;
+            remove_ours::<ValidatingAdmissionPolicy>(policies.clone(), name, "validatingadmissionpolicy")
+                .await?;
+        }
+        return Ok(0);
+    }
+    for enforced in &wanted {
+        apply(policies.clone(), &enforced.policy, "validatingadmissionpolicy").await?;
+        apply(
+            bindings.clone(),
+            &enforced.binding,
+            "validatingadmissionpolicybinding",
+        )
+        .await?;
+    }
+    Ok(wanted.len() * 2)
+}
+
 /// What `kubeadm join` reads, in `kube-system`.
 async fn apply_join(client: &Client, objects: &JoinObjects) -> Result<(), TenantError> {
     let ns = SYSTEM_NAMESPACE;
@@ -740,13 +797,14 @@ where
     Ok(())
 }
 
+/// A condition as stored on the TCP.
+fn stored_condition<'a>(tcp: &'a TenantControlPlane, type_: &str) -> Option<&'a Condition> {
+    tcp.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+}
+
 /// Our condition as stored on the TCP.
 fn current_condition(tcp: &TenantControlPlane) -> Option<&Condition> {
-    tcp.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == CONDITION)
+    stored_condition(tcp, CONDITION)
 }
 
 /// Applies [`CONDITION`] alone, with our own field manager, when it changed.
@@ -758,17 +816,53 @@ async fn write_condition(
     reason: &str,
     message: String,
 ) -> Result<(), Error> {
-    let mut conditions: Vec<Condition> = current_condition(tcp).cloned().into_iter().collect();
+    apply_condition(ctx, tcp, tenant, &TENANT_CLUSTER_READY, ok, reason, message).await
+}
+
+/// Records that the tenant grants the API server's kubelet client what it needs.
+async fn write_kubelet_client_authorized(
+    ctx: &Context,
+    tcp: &TenantControlPlane,
+    tenant: &TenantRef,
+) -> Result<(), Error> {
+    let message = format!(
+        "kubeadm:apiserver-kubelet-client binds {} to system:kubelet-api-admin in the tenant",
+        bootstrap::APISERVER_KUBELET_CLIENT_USER
+    );
+    apply_condition(
+        ctx,
+        tcp,
+        tenant,
+        &KUBELET_CLIENT_AUTHORIZED,
+        true,
+        "BindingApplied",
+        message,
+    )
+    .await
+}
+
+/// Applies one condition alone, with its own field manager, when it changed.
+async fn apply_condition(
+    ctx: &Context,
+    tcp: &TenantControlPlane,
+    tenant: &TenantRef,
+    owned: &OwnedCondition,
+    ok: bool,
+    reason: &str,
+    message: String,
+) -> Result<(), Error> {
+    let stored = stored_condition(tcp, owned.type_);
+    let mut conditions: Vec<Condition> = stored.cloned().into_iter().collect();
     set_condition(
         &mut conditions,
-        CONDITION,
+        owned.type_,
         ok,
         reason,
         message,
         tcp.metadata.generation,
     );
     let wanted = conditions.remove(0);
-    if current_condition(tcp) == Some(&wanted) {
+    if stored == Some(&wanted) {
         return Ok(());
     }
     let api: Api<TenantControlPlane> = Api::namespaced(ctx.client.clone(), &tenant.namespace);
@@ -779,7 +873,7 @@ async fn write_condition(
     });
     api.patch_status(
         &tenant.name,
-        &PatchParams::apply(STATUS_FIELD_MANAGER).force(),
+        &PatchParams::apply(owned.field_manager).force(),
         &Patch::Apply(&patch),
     )
     .await

@@ -273,6 +273,10 @@ pub struct CertificateSpec {
     /// API server's kubelet client certificate with their own `clientCAFile`): once
     /// signed by a new CA it carries that CA cross-signed by the old one.
     pub presented_to_nodes: bool,
+    /// A group an earlier kamaji-rs put in this certificate's subject, which a stored
+    /// certificate may keep until the tenant grants the subject without it (the
+    /// binding first, then the re-issued certificate: access never lapses).
+    pub superseded_organization: Option<&'static str>,
 }
 
 impl CertificateSpec {
@@ -447,6 +451,7 @@ const fn x509(
         mounts: &[],
         status,
         presented_to_nodes: false,
+        superseded_organization: None,
     }
 }
 
@@ -473,6 +478,7 @@ const fn kubeconfig(
         mounts: &[],
         status,
         presented_to_nodes: false,
+        superseded_organization: None,
     }
 }
 
@@ -502,6 +508,10 @@ pub static CATALOG: &[CertificateSpec] = &[
     },
     CertificateSpec {
         presented_to_nodes: true,
+        // kamaji-rs 0.1.0 issued it with O=kubeadm:cluster-admins (a cluster-admin
+        // credential); kubeadm and Kamaji issue it with no group and grant it
+        // system:kubelet-api-admin through kubeadm:apiserver-kubelet-client.
+        superseded_organization: CLUSTER_ADMINS,
         mounts: &[
             mount(
                 "apiserver-kubelet-client.crt",
@@ -520,7 +530,7 @@ pub static CATALOG: &[CertificateSpec] = &[
             "apiserver-kubelet-client.crt",
             "apiserver-kubelet-client.key",
             "kube-apiserver-kubelet-client",
-            CLUSTER_ADMINS,
+            None,
             CLIENT,
             Signer::TenantCa,
             StatusField::ApiServerKubeletClient,

@@ -46,6 +46,10 @@ pub struct TenantInputs {
     pub konnectivity: bool,
     /// The tenant's datastore user (CN of the etcd client certificate).
     pub datastore_user: String,
+    /// The tenant cluster grants what a catalog row's superseded group granted
+    /// (kube-apiserver-kubelet-client is bound to system:kubelet-api-admin): a stored
+    /// certificate that still carries the group is re-issued without it.
+    pub superseded_groups_granted: bool,
 }
 
 impl TenantInputs {
@@ -880,8 +884,11 @@ fn check_subject(spec: &CertificateSpec, tenant: &TenantInputs, stored: &StoredL
         .iter_organization()
         .filter_map(|o| o.as_str().ok())
         .collect();
+    let kept_until_granted = !tenant.superseded_groups_granted
+        && spec.superseded_organization.is_some_and(|o| organizations == [o]);
     if common_name(&cert) != wanted.common_name
-        || organizations != wanted.organization.as_deref().into_iter().collect::<Vec<_>>()
+        || (organizations != wanted.organization.as_deref().into_iter().collect::<Vec<_>>()
+            && !kept_until_granted)
     {
         return Err(Stale::SubjectChanged { key: key_name.into() });
     }
@@ -959,6 +966,7 @@ mod tests {
             control_plane_endpoint: "172.18.0.2:6443".into(),
             konnectivity: false,
             datastore_user: "default_k8s_133".into(),
+            superseded_groups_granted: true,
         }
     }
 

@@ -641,6 +641,7 @@ mod tests {
             control_plane_endpoint: "192.0.2.10:6443".into(),
             konnectivity: true,
             datastore_user: "default_k8s_133".into(),
+            superseded_groups_granted: true,
         }
     }
 
@@ -763,6 +764,74 @@ mod tests {
         let stamp = plan.writes[0].rotate_annotation.clone().expect("rotation time");
         assert!(stamp.ends_with('Z') && stamp.len() == 20, "RFC 3339: {stamp}");
         assert!(!plan.rotates_tenant_ca());
+    }
+
+    /// A kubelet client certificate as kamaji-rs 0.1.0 issued it: O=kubeadm:cluster-admins.
+    fn cluster_admin_kubelet_client(stored: &StoredSecrets) -> SecretData {
+        let ca_data = &stored.get("ca").expect("CA stored").data;
+        let ca = Authority::from_pem(&ca_data["tls.crt"], Some(&ca_data["tls.key"])).expect("CA");
+        let request = crate::pki::LeafRequest {
+            common_name: "kube-apiserver-kubelet-client".into(),
+            organization: Some("kubeadm:cluster-admins".into()),
+            usages: vec![crate::pki::catalog::Usage::ClientAuth],
+            dns_names: vec![],
+            ip_addresses: vec![],
+        };
+        let issued = ca.sign(&request, &params()).expect("old certificate");
+        SecretData::from([
+            (
+                "apiserver-kubelet-client.crt".to_string(),
+                issued.certificate_pem.into_bytes(),
+            ),
+            (
+                "apiserver-kubelet-client.key".to_string(),
+                issued.key.pem().as_bytes().to_vec(),
+            ),
+        ])
+    }
+
+    #[test]
+    fn a_cluster_admin_kubelet_client_is_kept_until_the_tenant_binds_it_then_reissued_without_the_group() {
+        let ca = datastore_ca();
+        let mut stored = StoredSecrets::new();
+        let first = run(&stored, &ca, false);
+        store(&mut stored, &first);
+        let old = cluster_admin_kubelet_client(&stored);
+        stored
+            .get_mut("api-server-kubelet-client-certificate")
+            .expect("stored")
+            .data = old;
+        let mut unbound = tenant();
+        unbound.superseded_groups_granted = false;
+        let before_binding = plan(&Inputs {
+            tenant: &unbound,
+            stored: &stored,
+            datastore: DatastoreSource::Ca(&ca),
+            provisioned: true,
+            params: params(),
+            service_account_grace: std::time::Duration::from_secs(3600),
+            complete_ca_rotation: false,
+            ca_rotation_start_percent: 80,
+            control_plane_runs_stored: true,
+        });
+        assert!(
+            before_binding.writes.is_empty(),
+            "access would lapse: re-issued {:?} before the tenant grants the user",
+            suffixes(&before_binding)
+        );
+        let after_binding = run(&stored, &ca, true);
+        assert_eq!(
+            suffixes(&after_binding),
+            ["api-server-kubelet-client-certificate"]
+        );
+        let pem = &after_binding.writes[0].data["apiserver-kubelet-client.crt"];
+        let der = crate::pki::first_certificate_der(pem).expect("PEM");
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("X.509");
+        assert_eq!(
+            cert.subject().iter_organization().count(),
+            0,
+            "no group: least privilege"
+        );
     }
 
     fn with_completion(stored: &StoredSecrets, ca: &Authority) -> Plan {

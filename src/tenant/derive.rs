@@ -96,6 +96,7 @@ pub fn status(inputs: &Inputs<'_>) -> TenantControlPlaneStatus {
         material_rolled_out: material_rolled_out(inputs),
         ca_step_pending: steps.clients_pending || steps.completing,
         ca_prepared: steps.prepared,
+        write_limited: tcp.spec.write_limited(),
     });
     if derived.rolled_out_ca_checksum != previous_ca.as_ref().and_then(|c| c.checksum.clone()) {
         status.certificates.get_or_insert_with(Default::default).ca = Some(SecretStatus {
@@ -124,7 +125,7 @@ pub fn status(inputs: &Inputs<'_>) -> TenantControlPlaneStatus {
         storage.driver = Some(driver.to_string());
         storage.data_store_name = Some(name.to_string());
     }
-    let ready = derived.status == KubernetesVersionStatus::Ready;
+    let ready = derived.status.serving();
     set_condition_at(
         &mut status.conditions,
         "Ready",

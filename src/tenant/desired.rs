@@ -56,6 +56,9 @@ pub struct Inputs<'a> {
     pub tokens: deployment::TokenSettings,
     /// What a prepared CA rotation's completion depends on, besides what is stored.
     pub ca_rotation: CaRotationInputs,
+    /// The tenant grants what superseded certificate groups granted
+    /// ([`crate::pki::TenantInputs::superseded_groups_granted`]).
+    pub superseded_groups_granted: bool,
 }
 
 /// The TenantControlPlane's side of a CA rotation's completion.
@@ -190,7 +193,7 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
         },
     };
     let pki_inputs = certificates::Inputs {
-        tenant: &tenant_inputs(tenant, spec, &endpoint, &user),
+        tenant: &tenant_inputs(tenant, spec, &endpoint, &user, inputs.superseded_groups_granted),
         stored: &stored,
         datastore: source,
         provisioned: inputs.provisioned,
@@ -318,6 +321,7 @@ fn tenant_inputs(
     spec: &TenantControlPlaneSpec,
     endpoint: &str,
     user: &str,
+    superseded_groups_granted: bool,
 ) -> TenantInputs {
     TenantInputs {
         name: tenant.name.clone(),
@@ -334,6 +338,7 @@ fn tenant_inputs(
         control_plane_endpoint: endpoint.to_string(),
         konnectivity: spec.konnectivity().is_some(),
         datastore_user: user.to_string(),
+        superseded_groups_granted,
     }
 }
 

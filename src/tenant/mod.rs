@@ -15,3 +15,4 @@ pub mod node_credentials;
 pub mod rotation;
 pub mod service;
 pub mod status;
+pub mod write_permissions;

@@ -74,6 +74,8 @@ pub struct Inputs<'a> {
     pub ca_step_pending: bool,
     /// A CA rotation is prepared: a rollout in the meantime is one of its steps.
     pub ca_prepared: bool,
+    /// `spec.writePermissions` blocks some writes.
+    pub write_limited: bool,
 }
 
 /// The derived version status, and what to record once it holds.
@@ -102,15 +104,19 @@ pub fn derive(inputs: &Inputs<'_>) -> Derived {
         KubernetesVersionStatus::CertificateAuthorityRotating
     } else if inputs.installed_version.is_none() && !complete {
         KubernetesVersionStatus::Provisioning
+    } else if rollout.ready == 0 && !complete {
+        KubernetesVersionStatus::NotReady
+    } else if inputs.write_limited {
+        // Kamaji: WriteLimited whenever the control plane serves with writes limited.
+        KubernetesVersionStatus::WriteLimited
     } else if complete {
         KubernetesVersionStatus::Ready
     } else if inputs.installed_version != Some(inputs.spec_version) {
         KubernetesVersionStatus::Upgrading
-    } else if rollout.ready == 0 {
-        KubernetesVersionStatus::NotReady
     } else {
-        // Serving while new material rolls out.
-        KubernetesVersionStatus::Ready
+        // Kamaji's Unknown: serving while a rollout that is neither the first, an
+        // upgrade nor a CA rotation step progresses (new leaf material, a spec change).
+        KubernetesVersionStatus::Unknown
     };
     let (installed_version, rolled_out_ca_checksum) = if complete {
         (
@@ -210,6 +216,7 @@ mod tests {
             material_rolled_out: true,
             ca_step_pending: false,
             ca_prepared: false,
+            write_limited: false,
         }
     }
 
@@ -277,7 +284,37 @@ mod tests {
         );
         assert_eq!(
             derive(&inputs(Some("v1.37.2"), Some("ca-2"), rollout(2, 3, 1, 2))).status,
-            KubernetesVersionStatus::Ready
+            KubernetesVersionStatus::Unknown,
+            "Kamaji's status while new material rolls out"
+        );
+    }
+
+    #[test]
+    fn write_limited_while_serving_with_writes_blocked() {
+        let limited = |r| Inputs {
+            write_limited: true,
+            ..inputs(Some("v1.37.2"), Some("ca-2"), r)
+        };
+        assert_eq!(
+            derive(&limited(rollout(2, 2, 2, 2))).status,
+            KubernetesVersionStatus::WriteLimited
+        );
+        assert_eq!(
+            derive(&limited(rollout(2, 3, 1, 2))).status,
+            KubernetesVersionStatus::WriteLimited
+        );
+        assert_eq!(
+            derive(&limited(rollout(2, 2, 2, 0))).status,
+            KubernetesVersionStatus::NotReady
+        );
+        assert_eq!(
+            derive(&limited(rollout(0, 0, 0, 0))).status,
+            KubernetesVersionStatus::Sleeping
+        );
+        // Installed: the version is recorded as for Ready.
+        assert_eq!(
+            derive(&limited(rollout(2, 2, 2, 2))).installed_version.as_deref(),
+            Some("v1.37.2")
         );
     }
 

@@ -402,13 +402,14 @@ async fn fields_kamaji_makes_immutable_cannot_change() {
     let client = client().await;
     install_crds(&client).await;
     let ns = TestNamespace::create(&client, "crd-immutable").await;
-    let tenant = |schema: &str, user: &str, domain: &str| {
+    let tenant_on = |datastore: &str, schema: &str, user: &str, domain: &str| {
         format!(
             "apiVersion: kamaji.clastix.io/v1alpha1\nkind: TenantControlPlane\nmetadata:\n  name: fixed\nspec:\n  \
-             dataStoreSchema: {schema}\n  dataStoreUsername: {user}\n  kubernetes:\n    version: v1.37.2\n  \
-             networkProfile:\n    clusterDomain: {domain}\n"
+             dataStore: {datastore}\n  dataStoreSchema: {schema}\n  dataStoreUsername: {user}\n  kubernetes:\n    \
+             version: v1.37.2\n  networkProfile:\n    clusterDomain: {domain}\n"
         )
     };
+    let tenant = |schema: &str, user: &str, domain: &str| tenant_on("first", schema, user, domain);
     let created = kubectl_apply(&ns.name, &tenant("one", "one", "cluster.local"));
     assert!(
         created.status.success(),
@@ -427,6 +428,10 @@ async fn fields_kamaji_makes_immutable_cannot_change() {
         (
             tenant("one", "one", "example.org"),
             "changing the cluster domain is not supported",
+        ),
+        (
+            tenant_on("second", "one", "one", "cluster.local"),
+            "moving a tenant to another DataStore (Kamaji's migration) is not supported by kamaji-rs",
         ),
     ] {
         let output = kubectl_apply(&ns.name, &manifest);

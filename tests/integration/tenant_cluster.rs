@@ -1418,3 +1418,236 @@ async fn the_kubeconfig_secret_key_annotation_chooses_the_credentials_used_in_th
     )
     .await;
 }
+
+/// The groups in the subject of a PEM certificate.
+fn organizations(pem: &[u8]) -> Vec<String> {
+    let der = kamaji::pki::first_certificate_der(pem).expect("a PEM certificate");
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("X.509");
+    cert.subject()
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_api_server_kubelet_client_leaves_cluster_admins_once_the_tenant_grants_it_the_kubelet_api() {
+    use kamaji::controllers::tenant_cluster::KUBELET_CLIENT_CONDITION;
+    const SUFFIX: &str = "api-server-kubelet-client-certificate";
+    const USER: &str = "kube-apiserver-kubelet-client";
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "kubelet-client").await;
+    let env = TenantEnv::start(&client, &ns.name).await;
+    let tenant = env.create_tenant("kubelet-client");
+    env.wait_status(&client, &tenant, KubernetesVersionStatus::Ready)
+        .await;
+    let issued = env
+        .secret_value(&client, &tenant, SUFFIX, "apiserver-kubelet-client.crt")
+        .await;
+    assert!(
+        organizations(&issued).is_empty(),
+        "a new tenant's kubelet client has no group"
+    );
+
+    // A tenant provisioned by kamaji-rs 0.1.0: its kubelet client is a cluster-admin.
+    let old = env
+        .sign_client(&client, &tenant, USER, Some("kubeadm:cluster-admins"))
+        .await;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(client.clone(), &ns.name);
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    secrets
+        .patch(
+            &tenant.secret(SUFFIX),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"data": {
+                "apiserver-kubelet-client.crt": b64(&old.certificate_pem),
+                "apiserver-kubelet-client.key": b64(&old.key_pem),
+            }})),
+        )
+        .await
+        .expect("planting the 0.1.0 certificate");
+    // Nothing grants the user the kubelet API yet (the tenant's API server is not
+    // running): re-issuing now would cut the API server off its kubelets. Kept.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    env.wait_status(&client, &tenant, KubernetesVersionStatus::Ready)
+        .await;
+    let kept = env
+        .secret_value(&client, &tenant, SUFFIX, "apiserver-kubelet-client.crt")
+        .await;
+    assert_eq!(
+        kept,
+        old.certificate_pem.as_bytes(),
+        "re-issued before the tenant grants the user"
+    );
+    assert!(
+        env.condition(&client, &tenant, KUBELET_CLIENT_CONDITION)
+            .await
+            .is_none()
+    );
+
+    // The tenant answers: the binding first, then the certificate without the group.
+    let _plane = env.start_control_plane(&client, &tenant, false).await;
+    let before_binding = env.deployment_generation(&client, &tenant).await;
+    eventually(
+        "KubeletClientAuthorized=True",
+        Duration::from_secs(120),
+        || async {
+            env.condition(&client, &tenant, KUBELET_CLIENT_CONDITION)
+                .await
+                .filter(|c| c.status == "True")
+        },
+    )
+    .await;
+    let reissued = eventually(
+        "the kubelet client re-issued without kubeadm:cluster-admins",
+        Duration::from_secs(60),
+        || async {
+            let pem = env
+                .secret_value(&client, &tenant, SUFFIX, "apiserver-kubelet-client.crt")
+                .await;
+            (pem != old.certificate_pem.as_bytes()).then_some(pem)
+        },
+    )
+    .await;
+    assert!(
+        organizations(&reissued).is_empty(),
+        "{:?}",
+        organizations(&reissued)
+    );
+    env.wait_rolled_out_after(&client, &tenant, before_binding).await;
+
+    // What the re-issued credential may do in the tenant: the kubelet API, nothing more.
+    let key = env
+        .secret_value(&client, &tenant, SUFFIX, "apiserver-kubelet-client.key")
+        .await;
+    let signed = crate::support::tenant::SignedClient {
+        certificate_pem: String::from_utf8(reissued).expect("PEM"),
+        key_pem: String::from_utf8(key).expect("PEM"),
+        ca_pem: old.ca_pem.clone(),
+    };
+    let kubelet_client = env.client_kubeconfig(&tenant, USER, &signed);
+    let (user, groups) = env.whoami(&kubelet_client);
+    assert_eq!(user, USER);
+    assert_eq!(groups, ["system:authenticated"]);
+    let can = |verb: &str, resource: &str| {
+        let out = env.kubectl(&kubelet_client, &["auth", "can-i", verb, resource]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(can("get", "nodes/proxy"), "yes");
+    assert_eq!(can("get", "nodes/log"), "yes");
+    assert_eq!(
+        can("delete", "nodes"),
+        "no",
+        "system:kubelet-api-admin reads nodes, no more"
+    );
+    assert_eq!(can("create", "clusterrolebindings"), "no");
+    assert_eq!(can("list", "secrets"), "no");
+}
+
+#[tokio::test]
+async fn write_permissions_limit_the_tenant_and_lifting_them_restores_writes() {
+    use kamaji::tenant::write_permissions::DENIED;
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "write-limited").await;
+    let env = TenantEnv::start(&client, &ns.name).await;
+    let tenant = env.create_tenant("frozen");
+    env.wait_status(&client, &tenant, KubernetesVersionStatus::Ready)
+        .await;
+    let _plane = env.start_control_plane(&client, &tenant, false).await;
+    wait_condition(
+        &env,
+        &client,
+        &tenant,
+        "True",
+        "Applied",
+        Duration::from_secs(120),
+    )
+    .await;
+    let admin = env.kubeconfig(&client, &tenant, "admin.conf").await;
+    env.kubectl_ok(&admin, &["create", "configmap", "before", "--from-literal=k=v"]);
+
+    let set = |permissions: &str| {
+        kubectl_ok(&[
+            "patch",
+            "tcp",
+            &tenant.name,
+            "-n",
+            &ns.name,
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{{"writePermissions":{permissions}}}}}"#),
+        ]);
+    };
+    // Kamaji's quota mode: no creation, no deletion; updates go on.
+    set(r#"{"blockCreation":true,"blockDeletion":true}"#);
+    env.wait_status(&client, &tenant, KubernetesVersionStatus::WriteLimited)
+        .await;
+    let refused = eventually(
+        "creations refused in the tenant",
+        Duration::from_secs(120),
+        || async {
+            let out = env.kubectl(&admin, &["create", "configmap", "during", "--from-literal=k=v"]);
+            (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+        },
+    )
+    .await;
+    assert!(refused.contains(DENIED), "{refused}");
+    let deleted = env.kubectl(&admin, &["delete", "configmap", "before"]);
+    assert!(
+        !deleted.status.success() && String::from_utf8_lossy(&deleted.stderr).contains(DENIED),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    let cluster_scoped = env.kubectl(&admin, &["create", "namespace", "new-team"]);
+    assert!(
+        !cluster_scoped.status.success(),
+        "cluster-scoped creations are refused too"
+    );
+    env.kubectl_ok(&admin, &["label", "configmap", "before", "updated=yes"]);
+    env.kubectl_ok(
+        &admin,
+        &[
+            "create",
+            "configmap",
+            "system-ok",
+            "-n",
+            "kube-system",
+            "--from-literal=k=v",
+        ],
+    );
+    // The operator keeps the tenant's kubeadm objects while writes are limited.
+    let super_admin = env.kubeconfig(&client, &tenant, "super-admin.conf").await;
+    env.kubectl_ok(
+        &super_admin,
+        &["delete", "clusterrolebinding", "kubeadm:get-nodes"],
+    );
+    eventually(
+        "kubeadm:get-nodes restored while write-limited",
+        kamaji::controllers::tenant_cluster::RESYNC + Duration::from_secs(60),
+        || async {
+            env.kubectl(&admin, &["get", "clusterrolebinding", "kubeadm:get-nodes"])
+                .status
+                .success()
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Lifted: Ready again, the policies gone, writes accepted.
+    set("null");
+    env.wait_status(&client, &tenant, KubernetesVersionStatus::Ready)
+        .await;
+    eventually("creations accepted again", Duration::from_secs(120), || async {
+        env.kubectl(&admin, &["create", "configmap", "after", "--from-literal=k=v"])
+            .status
+            .success()
+            .then_some(())
+    })
+    .await;
+    let policies = env.kubectl_ok(
+        &super_admin,
+        &["get", "validatingadmissionpolicies", "-o", "name"],
+    );
+    assert!(!policies.contains("kamaji-write-permissions"), "{policies}");
+    env.kubectl_ok(&admin, &["delete", "configmap", "before"]);
+}

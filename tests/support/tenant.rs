@@ -208,6 +208,16 @@ impl Tenant {
     }
 }
 
+/// A client certificate signed with a tenant's CA.
+pub struct SignedClient {
+    /// The certificate, PEM.
+    pub certificate_pem: String,
+    /// Its key, PEM.
+    pub key_pem: String,
+    /// The CA that signed it, PEM.
+    pub ca_pem: String,
+}
+
 /// A test's world: a namespace's etcd DataStore backed by a real etcd, the
 /// operator watching the namespace, and a scratch directory.
 pub struct TenantEnv {
@@ -381,33 +391,58 @@ impl TenantEnv {
     /// certificate signed here with the tenant CA read from `<tcp>-ca` (what a
     /// kubelet holds after joining).
     pub async fn node_kubeconfig(&self, client: &Client, tenant: &Tenant, node: &str) -> PathBuf {
+        let user = format!("system:node:{node}");
+        let signed = self
+            .sign_client(client, tenant, &user, Some("system:nodes"))
+            .await;
+        self.client_kubeconfig(tenant, &user, &signed)
+    }
+
+    /// A client certificate and key for `user` in `group`, signed here with the tenant
+    /// CA read from `<tcp>-ca`.
+    pub async fn sign_client(
+        &self,
+        client: &Client,
+        tenant: &Tenant,
+        user: &str,
+        group: Option<&str>,
+    ) -> SignedClient {
         let ca_pem = self.secret_value(client, tenant, "ca", "ca.crt").await;
         let ca_key = self.secret_value(client, tenant, "ca", "ca.key").await;
         let ca = Authority::from_pem(&ca_pem, Some(&ca_key)).expect("the tenant CA");
-        let user = format!("system:node:{node}");
         let issued = ca
             .sign(
                 &LeafRequest {
-                    common_name: user.clone(),
-                    organization: Some("system:nodes".into()),
+                    common_name: user.into(),
+                    organization: group.map(str::to_owned),
                     usages: vec![Usage::ClientAuth],
                     ..LeafRequest::default()
                 },
                 &IssueParams::new(time::OffsetDateTime::now_utc()),
             )
-            .expect("signing the node certificate");
+            .expect("signing the client certificate");
+        SignedClient {
+            certificate_pem: issued.certificate_pem,
+            key_pem: issued.key.pem().to_owned(),
+            ca_pem: ca.certificate_pem().to_owned(),
+        }
+    }
+
+    /// A kubeconfig for the tenant with this client certificate, trusting the CA that signed it.
+    pub fn client_kubeconfig(&self, tenant: &Tenant, user: &str, signed: &SignedClient) -> PathBuf {
         let server = tenant.server();
         let kubeconfig = Kubeconfig::new(&KubeconfigParams {
             cluster_name: &tenant.name,
             server: &server,
-            ca_pem: ca.certificate_pem(),
-            user: &user,
-            client_certificate_pem: &issued.certificate_pem,
-            client_key_pem: issued.key.pem(),
+            ca_pem: &signed.ca_pem,
+            user,
+            client_certificate_pem: &signed.certificate_pem,
+            client_key_pem: &signed.key_pem,
         });
+        let file = user.replace(':', "-");
         write(
             self.dir(),
-            &format!("{node}-{:08x}.conf", rand::random::<u32>()),
+            &format!("{file}-{:08x}.conf", rand::random::<u32>()),
             kubeconfig.to_yaml().expect("YAML").as_bytes(),
         )
     }

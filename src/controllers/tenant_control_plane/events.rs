@@ -98,7 +98,7 @@ pub async fn publish_outcome(
     };
     let was_rotating =
         tcp.status.as_ref().and_then(version) == Some(KubernetesVersionStatus::CertificateAuthorityRotating);
-    if was_rotating && version(status) == Some(KubernetesVersionStatus::Ready) {
+    if was_rotating && version(status).is_some_and(KubernetesVersionStatus::serving) {
         let (reason, note) = match status.ca_rotation_phase() {
             Some(CaRotationPhase::Prepared) => (
                 "CaRotationPrepared",

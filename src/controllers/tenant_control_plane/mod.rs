@@ -210,6 +210,7 @@ async fn compute(
         grace: ctx.settings.ca_rotation_grace,
         start_percent: ctx.settings.ca_rotation_start_percent,
     };
+    let superseded_groups_granted = kubelet_client_authorized(tcp);
     tokio::task::spawn_blocking(move || {
         let inputs = desired::Inputs {
             tenant: &tenant,
@@ -219,6 +220,7 @@ async fn compute(
             batch_window,
             tokens,
             ca_rotation,
+            superseded_groups_granted,
         };
         (desired::desired(&inputs, &observed), observed)
     })
@@ -250,6 +252,16 @@ async fn datastore_source_warning(ctx: &Context, tcp: &TenantControlPlane, store
     )
     .await;
     true
+}
+
+/// The tenant-side controller applied `kubeadm:apiserver-kubelet-client` in the
+/// tenant: the API server's kubelet client may drop `kubeadm:cluster-admins`.
+fn kubelet_client_authorized(tcp: &TenantControlPlane) -> bool {
+    tcp.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == crate::controllers::tenant_cluster::KUBELET_CLIENT_CONDITION && c.status == "True"
+        })
+    })
 }
 
 /// When to look again. Nothing is requeued on a timer unless something will

@@ -59,6 +59,7 @@ fn run(observed: &Observed) -> Desired {
             batch_window: Duration::from_secs(2),
             tokens: deployment::TokenSettings::default(),
             ca_rotation: Default::default(),
+            superseded_groups_granted: true,
         },
         observed,
     )
@@ -252,6 +253,7 @@ fn without_an_address_only_the_service_is_applied() {
             batch_window: Duration::from_secs(2),
             tokens: deployment::TokenSettings::default(),
             ca_rotation: Default::default(),
+            superseded_groups_granted: true,
         },
         &observed,
     );
