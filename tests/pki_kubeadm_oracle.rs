@@ -717,35 +717,9 @@ fn certificate(cert_pem: &[u8], key_pem: &[u8], issuer_pem: &[u8], issued_at: Of
     let issuer_der = CertificateDer::from_pem_slice(issuer_pem).expect("issuer PEM");
     let (_, cert) = X509Certificate::from_der(&ders[0]).expect("X.509 certificate");
     let (_, issuer) = X509Certificate::from_der(&issuer_der).expect("X.509 issuer");
-    let mut p = Profile::new();
-    let strings = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
-        it.map(|a| a.as_str().unwrap_or("(not a string)").to_owned())
-            .collect::<BTreeSet<_>>()
-    };
-    p.insert(
-        Field::SubjectCn,
-        Value::Set(strings(&mut cert.subject().iter_common_name())),
-    );
-    p.insert(
-        Field::SubjectO,
-        Value::Set(strings(&mut cert.subject().iter_organization())),
-    );
-    let order: Vec<String> = cert
-        .subject()
-        .iter_attributes()
-        .map(|a| oid_name(a.attr_type()))
-        .collect();
-    p.insert(Field::SubjectOrder, one(order.join(",")));
-    p.insert(
-        Field::IssuerCn,
-        Value::Set(strings(&mut cert.issuer().iter_common_name())),
-    );
-    let signed = cert.issuer().as_raw() == issuer.subject().as_raw()
-        && cert.verify_signature(Some(issuer.public_key())).is_ok();
-    p.insert(
-        Field::SignedBy,
-        one(if signed { "its CA's" } else { "NOT its CA's" }),
-    );
+    let mut p = names(&cert, &issuer);
+    p.extend(usages(&cert));
+    p.extend(alt_names(&cert));
     p.insert(Field::Version, one(format!("v{}", cert.version().0 + 1)));
     let bits = cert.serial.bits();
     p.insert(
@@ -762,76 +736,6 @@ fn certificate(cert_pem: &[u8], key_pem: &[u8], issuer_pem: &[u8], issued_at: Of
         one(oid_name(&cert.signature_algorithm.algorithm)),
     );
     p.insert(Field::PublicKey, one(public_key(cert.public_key())));
-    let key_usage = cert.key_usage().expect("key usage").map(|ku| {
-        let ku = ku.value;
-        [
-            (ku.digital_signature(), "digitalSignature"),
-            (ku.non_repudiation(), "nonRepudiation"),
-            (ku.key_encipherment(), "keyEncipherment"),
-            (ku.data_encipherment(), "dataEncipherment"),
-            (ku.key_agreement(), "keyAgreement"),
-            (ku.key_cert_sign(), "keyCertSign"),
-            (ku.crl_sign(), "cRLSign"),
-            (ku.encipher_only(), "encipherOnly"),
-            (ku.decipher_only(), "decipherOnly"),
-        ]
-        .into_iter()
-        .filter_map(|(on, name)| on.then_some(name))
-        .collect::<Vec<_>>()
-    });
-    p.insert(Field::KeyUsage, set(key_usage.unwrap_or_default()));
-    let eku = cert.extended_key_usage().expect("extended key usage").map(|e| {
-        let e = e.value;
-        let mut names: Vec<String> = [
-            (e.any, "any"),
-            (e.server_auth, "serverAuth"),
-            (e.client_auth, "clientAuth"),
-            (e.code_signing, "codeSigning"),
-            (e.email_protection, "emailProtection"),
-            (e.time_stamping, "timeStamping"),
-            (e.ocsp_signing, "OCSPSigning"),
-        ]
-        .into_iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, name)| name.to_owned())
-        .collect();
-        names.extend(e.other.iter().map(oid_name));
-        names
-    });
-    p.insert(Field::ExtendedKeyUsage, set(eku.unwrap_or_default()));
-    let bc = cert.basic_constraints().expect("basic constraints").map_or_else(
-        || "absent".to_owned(),
-        |bc| match (bc.value.ca, bc.value.path_len_constraint) {
-            (true, Some(n)) => format!("CA:TRUE pathlen:{n}"),
-            (true, None) => "CA:TRUE".to_owned(),
-            (false, _) => "CA:FALSE".to_owned(),
-        },
-    );
-    p.insert(Field::BasicConstraints, one(bc));
-    let (mut dns, mut ips, mut other) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-    if let Some(san) = cert.subject_alternative_name().expect("SAN") {
-        for name in &san.value.general_names {
-            match name {
-                GeneralName::DNSName(d) => {
-                    dns.insert((*d).to_owned());
-                }
-                GeneralName::IPAddress(b) => {
-                    let ip = match b.len() {
-                        4 => <[u8; 4]>::try_from(*b).map(std::net::IpAddr::from).ok(),
-                        16 => <[u8; 16]>::try_from(*b).map(std::net::IpAddr::from).ok(),
-                        _ => None,
-                    };
-                    ips.insert(ip.map_or_else(|| format!("{b:?}"), |ip| ip.to_string()));
-                }
-                other_name => {
-                    other.insert(format!("{other_name:?}"));
-                }
-            }
-        }
-    }
-    p.insert(Field::SanDns, Value::Set(dns));
-    p.insert(Field::SanIp, Value::Set(ips));
-    p.insert(Field::SanOther, Value::Set(other));
     let extensions = cert.extensions().iter().map(|e| {
         let name = oid_name(&e.oid);
         if e.critical {
@@ -855,6 +759,115 @@ fn certificate(cert_pem: &[u8], key_pem: &[u8], issuer_pem: &[u8], issued_at: Of
     p.insert(Field::PrivateKeyPem, one(private_key_encoding(key_pem)));
     p.insert(Field::KeyPair, key_matches(key_pem, cert.public_key()));
     p
+}
+
+/// Subject, issuer and whether `issuer` really signed it.
+fn names(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> Profile {
+    let strings = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
+        Value::Set(
+            it.map(|a| a.as_str().unwrap_or("(not a string)").to_owned())
+                .collect(),
+        )
+    };
+    let order: Vec<String> = cert
+        .subject()
+        .iter_attributes()
+        .map(|a| oid_name(a.attr_type()))
+        .collect();
+    let signed = cert.issuer().as_raw() == issuer.subject().as_raw()
+        && cert.verify_signature(Some(issuer.public_key())).is_ok();
+    Profile::from([
+        (Field::SubjectCn, strings(&mut cert.subject().iter_common_name())),
+        (Field::SubjectO, strings(&mut cert.subject().iter_organization())),
+        (Field::SubjectOrder, one(order.join(","))),
+        (Field::IssuerCn, strings(&mut cert.issuer().iter_common_name())),
+        (
+            Field::SignedBy,
+            one(if signed { "its CA's" } else { "NOT its CA's" }),
+        ),
+    ])
+}
+
+/// Key usage, extended key usage and basic constraints.
+fn usages(cert: &X509Certificate<'_>) -> Profile {
+    let key_usage = cert.key_usage().expect("key usage").map(|ku| {
+        let ku = ku.value;
+        [
+            (ku.digital_signature(), "digitalSignature"),
+            (ku.non_repudiation(), "nonRepudiation"),
+            (ku.key_encipherment(), "keyEncipherment"),
+            (ku.data_encipherment(), "dataEncipherment"),
+            (ku.key_agreement(), "keyAgreement"),
+            (ku.key_cert_sign(), "keyCertSign"),
+            (ku.crl_sign(), "cRLSign"),
+            (ku.encipher_only(), "encipherOnly"),
+            (ku.decipher_only(), "decipherOnly"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect::<Vec<_>>()
+    });
+    let eku = cert.extended_key_usage().expect("extended key usage").map(|e| {
+        let e = e.value;
+        let mut names: Vec<String> = [
+            (e.any, "any"),
+            (e.server_auth, "serverAuth"),
+            (e.client_auth, "clientAuth"),
+            (e.code_signing, "codeSigning"),
+            (e.email_protection, "emailProtection"),
+            (e.time_stamping, "timeStamping"),
+            (e.ocsp_signing, "OCSPSigning"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| name.to_owned())
+        .collect();
+        names.extend(e.other.iter().map(oid_name));
+        names
+    });
+    let bc = cert.basic_constraints().expect("basic constraints").map_or_else(
+        || "absent".to_owned(),
+        |bc| match (bc.value.ca, bc.value.path_len_constraint) {
+            (true, Some(n)) => format!("CA:TRUE pathlen:{n}"),
+            (true, None) => "CA:TRUE".to_owned(),
+            (false, _) => "CA:FALSE".to_owned(),
+        },
+    );
+    Profile::from([
+        (Field::KeyUsage, set(key_usage.unwrap_or_default())),
+        (Field::ExtendedKeyUsage, set(eku.unwrap_or_default())),
+        (Field::BasicConstraints, one(bc)),
+    ])
+}
+
+/// Subject alternative names: DNS, IP, anything else.
+fn alt_names(cert: &X509Certificate<'_>) -> Profile {
+    let (mut dns, mut ips, mut other) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    if let Some(san) = cert.subject_alternative_name().expect("SAN") {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => {
+                    dns.insert((*d).to_owned());
+                }
+                GeneralName::IPAddress(b) => {
+                    let ip = match b.len() {
+                        4 => <[u8; 4]>::try_from(*b).map(std::net::IpAddr::from).ok(),
+                        16 => <[u8; 16]>::try_from(*b).map(std::net::IpAddr::from).ok(),
+                        _ => None,
+                    };
+                    ips.insert(ip.map_or_else(|| format!("{b:?}"), |ip| ip.to_string()));
+                }
+                other_name => {
+                    other.insert(format!("{other_name:?}"));
+                }
+            }
+        }
+    }
+    Profile::from([
+        (Field::SanDns, Value::Set(dns)),
+        (Field::SanIp, Value::Set(ips)),
+        (Field::SanOther, Value::Set(other)),
+    ])
 }
 
 /// A key pair (the service-account signing key): `sa.pub` and `sa.key`.
@@ -928,8 +941,68 @@ fn kubeconfig(bytes: &[u8], ca_pem: &[u8], issued_at: OffsetDateTime) -> Profile
 /// The outcome of comparing one field of one item.
 enum Outcome {
     Same,
-    Deliberate,
+    /// As the [`DELIBERATE`] entry of this index says.
+    Deliberate(usize),
     Differs(String),
+}
+
+/// One field of one item: the same (durations within [`TOLERANCE`]), different exactly
+/// as a [`DELIBERATE`] entry says, or different.
+fn compare_field(
+    algorithm: KeyAlgorithm,
+    item: &str,
+    field: Field,
+    kubeadm: Option<&Value>,
+    ours: Option<&Value>,
+) -> Outcome {
+    let (a, b) = match (kubeadm, ours) {
+        (Some(Value::Seconds(a)), Some(Value::Seconds(b))) if a.abs_diff(*b) <= TOLERANCE.as_secs() => {
+            return Outcome::Same;
+        }
+        (Some(Value::Seconds(a)), Some(Value::Seconds(b))) => {
+            return Outcome::Differs(format!(
+                "kubeadm {a} s, kamaji-rs {b} s (more than {TOLERANCE:?} apart)"
+            ));
+        }
+        (Some(Value::Set(a)), Some(Value::Set(b))) => (a, b),
+        (a, b) => return Outcome::Differs(format!("kubeadm {a:?}, kamaji-rs {b:?}")),
+    };
+    let kubeadm_only: BTreeSet<String> = a.difference(b).cloned().collect();
+    let ours_only: BTreeSet<String> = b.difference(a).cloned().collect();
+    let entry = DELIBERATE.iter().position(|d| {
+        d.field == field
+            && d.items.contains(&item)
+            && (d.algorithms.is_empty() || d.algorithms.contains(&algorithm))
+    });
+    let Some(entry) = entry else {
+        return if kubeadm_only.is_empty() && ours_only.is_empty() {
+            Outcome::Same
+        } else {
+            Outcome::Differs(format!(
+                "kubeadm {}, kamaji-rs {} (not a deliberate difference)",
+                show(a),
+                show(b)
+            ))
+        };
+    };
+    let listed = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
+    let (expected_kubeadm, expected_ours) = (
+        listed(DELIBERATE[entry].kubeadm_only),
+        listed(DELIBERATE[entry].ours_only),
+    );
+    if expected_kubeadm == kubeadm_only && expected_ours == ours_only {
+        return Outcome::Deliberate(entry);
+    }
+    Outcome::Differs(format!(
+        "kubeadm {}, kamaji-rs {} (the table of deliberate differences expects kubeadm-only {}, \
+         kamaji-rs-only {}; found kubeadm-only {}, kamaji-rs-only {})",
+        show(a),
+        show(b),
+        show(&expected_kubeadm),
+        show(&expected_ours),
+        show(&kubeadm_only),
+        show(&ours_only)
+    ))
 }
 
 /// Compares every counterpart, field by field. Returns the rows of a report table
@@ -950,56 +1023,13 @@ fn compare(algorithm: KeyAlgorithm, ours: &Issued, theirs: &Issued) -> (Vec<Stri
         let fields: BTreeSet<Field> = o.keys().chain(k.keys()).copied().collect();
         let (mut same, mut deliberate) = (Vec::new(), Vec::new());
         for field in fields {
-            let outcome = match (k.get(&field), o.get(&field)) {
-                (Some(Value::Seconds(a)), Some(Value::Seconds(b))) => {
-                    if a.abs_diff(*b) <= TOLERANCE.as_secs() {
-                        Outcome::Same
-                    } else {
-                        Outcome::Differs(format!("kubeadm {a} s, kamaji-rs {b} s"))
-                    }
-                }
-                (Some(Value::Set(a)), Some(Value::Set(b))) => {
-                    let kubeadm_only: BTreeSet<String> = a.difference(b).cloned().collect();
-                    let ours_only: BTreeSet<String> = b.difference(a).cloned().collect();
-                    let entry = DELIBERATE.iter().position(|d| {
-                        d.field == field
-                            && d.items.contains(item)
-                            && (d.algorithms.is_empty() || d.algorithms.contains(&algorithm))
-                    });
-                    let expected = entry.map(|i| {
-                        let d = &DELIBERATE[i];
-                        let s = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
-                        (s(d.kubeadm_only), s(d.ours_only))
-                    });
-                    match (entry, expected) {
-                        (None, _) if kubeadm_only.is_empty() && ours_only.is_empty() => Outcome::Same,
-                        (Some(i), Some((ek, eo))) if ek == kubeadm_only && eo == ours_only => {
-                            used.insert(i);
-                            Outcome::Deliberate
-                        }
-                        (entry, expected) => Outcome::Differs(format!(
-                            "kubeadm {}, kamaji-rs {}{}",
-                            show(a),
-                            show(b),
-                            match (entry, expected) {
-                                (Some(_), Some((ek, eo))) => format!(
-                                    " (the table of deliberate differences expects kubeadm-only {}, \
-                                     kamaji-rs-only {}; found kubeadm-only {}, kamaji-rs-only {})",
-                                    show(&ek),
-                                    show(&eo),
-                                    show(&kubeadm_only),
-                                    show(&ours_only)
-                                ),
-                                _ => " (not a deliberate difference)".to_owned(),
-                            }
-                        )),
-                    }
-                }
-                (a, b) => Outcome::Differs(format!("kubeadm {a:?}, kamaji-rs {b:?}")),
-            };
+            let outcome = compare_field(algorithm, item, field, k.get(&field), o.get(&field));
             match outcome {
                 Outcome::Same => same.push(field.name()),
-                Outcome::Deliberate => deliberate.push(field.name()),
+                Outcome::Deliberate(entry) => {
+                    used.insert(entry);
+                    deliberate.push(field.name());
+                }
                 Outcome::Differs(what) => {
                     let pending = PENDING
                         .iter()
