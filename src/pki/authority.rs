@@ -166,7 +166,8 @@ pub struct Authority {
 }
 
 impl Authority {
-    /// Creates a self-signed CA, as kubeadm does: CN `common_name`, keyUsage
+    /// Creates a self-signed CA, as kubeadm does: CN `common_name` (also its one DNS
+    /// subject alternative name, as kubeadm's `NewSelfSignedCACert` writes it), keyUsage
     /// digitalSignature + keyCertSign (+ keyEncipherment for RSA), NotBefore backdated by
     /// [`BACKDATE`], NotAfter `now + validity` ([`CA_VALIDITY`] for kubeadm's ten years).
     pub fn generate(
@@ -178,6 +179,7 @@ impl Authority {
         let key = PrivateKey::generate(algorithm)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = distinguished_name(common_name, None)?;
+        params.subject_alt_names = ca_subject_alt_names(common_name)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = key_usages(algorithm.is_rsa(), true);
         params.serial_number = Some(random_serial());
@@ -352,6 +354,7 @@ impl Authority {
         let mut params = CertificateParams::default();
         // The successor is a CA generated here (`Authority::generate`): the same name, encoded the same way.
         params.distinguished_name = distinguished_name(&successor.common_name, None)?;
+        params.subject_alt_names = ca_subject_alt_names(&successor.common_name)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = key_usages(successor_key.algorithm().is_some_and(KeyAlgorithm::is_rsa), true);
         params.serial_number = Some(random_serial());
@@ -500,6 +503,16 @@ fn key_usages(rsa: bool, ca: bool) -> Vec<KeyUsagePurpose> {
     usages
 }
 
+/// A generated CA's subject alternative names: its common name as a DNS name, as
+/// kubeadm gives every CA it creates (`DNS:kubernetes`, `DNS:front-proxy-ca`).
+fn ca_subject_alt_names(common_name: &str) -> Result<Vec<SanType>, AuthorityError> {
+    let ia5 = common_name
+        .to_owned()
+        .try_into()
+        .map_err(|_| AuthorityError::InvalidName(common_name.to_owned()))?;
+    Ok(vec![SanType::DnsName(ia5)])
+}
+
 fn subject_alt_names(request: &LeafRequest) -> Result<Vec<SanType>, AuthorityError> {
     let mut sans = Vec::with_capacity(request.dns_names.len() + request.ip_addresses.len());
     for name in &request.dns_names {
@@ -567,6 +580,12 @@ mod tests {
         assert!(ku.key_cert_sign() && ku.digital_signature());
         assert!(cert.verify_signature(None).is_ok());
         assert!(ca.serial().len() <= 32 && !ca.serial().starts_with("00"));
+        // kubeadm's CAs name themselves as their one SAN.
+        let san = cert.subject_alternative_name().unwrap().unwrap().value;
+        assert_eq!(
+            san.general_names,
+            [x509_parser::extensions::GeneralName::DNSName("kubernetes")]
+        );
     }
 
     #[test]
