@@ -280,8 +280,6 @@ const RSA: &[KeyAlgorithm] = &[KeyAlgorithm::Rsa2048];
 
 /// Every difference between what kubeadm and kamaji-rs issue that is meant. Anything
 /// else is a bug (or a new kubeadm behaviour to decide on).
-///
-/// Not listed, on purpose: `apiserver-kubelet-client`'s subject O (see [`PENDING`]).
 const DELIBERATE: &[Deliberate] = &[
     Deliberate {
         items: &["apiserver"],
@@ -383,25 +381,6 @@ const DELIBERATE: &[Deliberate] = &[
     },
 ];
 
-/// Differences that are bugs being fixed elsewhere: they fail like any other, with this
-/// note. kubeadm (v1.37) gives `apiserver-kubelet-client` no O, and so does DESIGN.md
-/// (least privilege: its RBAC is `kubeadm:apiserver-kubelet-client` →
-/// `system:kubelet-api-admin`); the catalog row still carried `kubeadm:cluster-admins`
-/// when this test was written. The comparison is exact, and passes, once the row loses
-/// its O; then remove these entries.
-const PENDING: &[(&str, Field, &str)] = &[
-    (
-        "apiserver-kubelet-client",
-        Field::SubjectO,
-        "the catalog row must have no O (DESIGN.md section 2); being changed in src/pki/catalog.rs",
-    ),
-    (
-        "apiserver-kubelet-client",
-        Field::SubjectOrder,
-        "follows from its subject O (kubeadm writes O before CN when there is one)",
-    ),
-];
-
 /// The tenant as kamaji-rs sees it.
 fn tenant() -> TenantInputs {
     TenantInputs {
@@ -415,6 +394,7 @@ fn tenant() -> TenantInputs {
         control_plane_endpoint: format!("{ADDRESS}:{PORT}"),
         konnectivity: false,
         datastore_user: DATASTORE_USER.into(),
+        superseded_groups_granted: true,
     }
 }
 
@@ -1031,13 +1011,7 @@ fn compare(algorithm: KeyAlgorithm, ours: &Issued, theirs: &Issued) -> (Vec<Stri
                     deliberate.push(field.name());
                 }
                 Outcome::Differs(what) => {
-                    let pending = PENDING
-                        .iter()
-                        .find(|(i, f, _)| i == item && *f == field)
-                        .map_or_else(String::new, |(_, _, note)| format!(" [known: {note}]"));
-                    failures.push(format!(
-                        "{algorithm} {item} (kubeadm {file}): {field}: {what}{pending}"
-                    ));
+                    failures.push(format!("{algorithm} {item} (kubeadm {file}): {field}: {what}"));
                 }
             }
         }
