@@ -190,8 +190,10 @@ impl SecretKeyRef {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DataStoreStatus {
-    /// `<namespace>/<name>` of the tenants using this DataStore.
+    /// `<namespace>/<name>` of the tenants using this DataStore. A set: each operator
+    /// (one per watched namespace) applies the entries of its own tenants.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub used_by: Vec<String>,
     /// Whether the DataStore was validated and can be used (Kamaji's `ready`).
     #[serde(default)]

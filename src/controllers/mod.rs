@@ -3,6 +3,7 @@
 
 pub mod certificate_lifecycle;
 pub mod context;
+pub mod datastore;
 pub mod error;
 pub mod retry;
 pub mod tenant_cluster;
@@ -34,6 +35,7 @@ pub async fn run_all(ctx: Arc<Context>) {
     let mut controllers = vec![
         tokio::spawn(tenant_control_plane::run(ctx.clone())),
         tokio::spawn(certificate_lifecycle::run(ctx.clone())),
+        tokio::spawn(datastore::run(ctx.clone())),
     ];
     if ctx.settings.tenant_cluster_setup {
         controllers.push(tokio::spawn(tenant_cluster::run(ctx.clone())));

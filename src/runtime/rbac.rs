@@ -94,9 +94,10 @@ pub const API_ACCESS: &[ApiAccess] = &[
         kind: "DataStore",
         resource: "datastores",
         namespaced: false,
-        verbs: &["get", "list", "watch"],
+        verbs: &["create", "get", "list", "patch", "watch"],
         scope: Scope::Cluster,
-        why: "a tenant's DataStore is read; its tenants are reconciled again when it changes",
+        why: "a tenant's DataStore is read; its tenants are reconciled again when it changes; \
+              the finalizer that keeps a DataStore in use from deletion (server-side apply)",
         used_by: &[
             (
                 "src/controllers/tenant_control_plane/datastore.rs",
@@ -106,7 +107,23 @@ pub const API_ACCESS: &[ApiAccess] = &[
                 "src/controllers/tenant_control_plane/mod.rs",
                 "Api::<DataStore>::all",
             ),
+            (
+                "src/controllers/datastore.rs",
+                "Controller::new(Api::<DataStore>::all",
+            ),
+            ("src/controllers/datastore.rs", "api.patch("),
         ],
+    },
+    ApiAccess {
+        group: "kamaji.clastix.io",
+        version: "v1alpha1",
+        kind: "DataStore",
+        resource: "datastores/status",
+        namespaced: false,
+        verbs: &["patch"],
+        scope: Scope::Cluster,
+        why: "DataStore status: usedBy, ready, the validation and deletion conditions",
+        used_by: &[("src/controllers/datastore.rs", "patch_status(")],
     },
     ApiAccess {
         group: "",

@@ -7,6 +7,7 @@ mod support;
 mod ca_rotation;
 mod crds;
 mod customisation;
+mod datastore_status;
 mod drift;
 mod helm;
 mod kamaji_chart;

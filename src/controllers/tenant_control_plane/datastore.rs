@@ -37,40 +37,47 @@ pub async fn resolve(ctx: &Context, tcp: &TenantControlPlane) -> Result<Resolved
         name: datastore_name.clone(),
         reason: "not found".into(),
     })?;
-    let unusable = |reason: String| Error::DataStoreUnusable {
-        name: datastore_name.clone(),
-        reason,
-    };
     let (schema, _) = schema_and_user(&tcp.spec, &tcp.namespace().unwrap_or_default(), &tcp.name_any());
+    material(&ctx.client, &datastore, &schema)
+        .await
+        .map_err(|reason| Error::DataStoreUnusable {
+            name: datastore_name,
+            reason,
+        })
+}
+
+/// What a tenant with `schema` needs of `datastore`, or why the DataStore cannot serve
+/// (naming the field and the Secret): the DataStore controller's validation too.
+pub async fn material(client: &Client, datastore: &DataStore, schema: &str) -> Result<Resolved, String> {
     let spec = &datastore.spec;
     let tls = spec.tls_config.as_ref();
+    if let Some(auth) = &spec.basic_auth {
+        read(client, &auth.username)
+            .await
+            .map_err(|e| format!("basicAuth.username: {e}"))?;
+        read(client, &auth.password)
+            .await
+            .map_err(|e| format!("basicAuth.password: {e}"))?;
+    }
     let (etcd_ca, copied_certificate) = match spec.driver {
         Driver::Etcd => {
-            let ca =
-                tls.ok_or_else(|| unusable("tlsConfig.certificateAuthority is required for etcd".into()))?;
-            let certificate = read(&ctx.client, &ca.certificate_authority.certificate)
+            let ca = tls.ok_or("tlsConfig.certificateAuthority is required for etcd")?;
+            let certificate = read(client, &ca.certificate_authority.certificate)
                 .await
-                .map_err(|e| unusable(format!("tlsConfig.certificateAuthority.certificate: {e}")))?;
-            let key_ref = ca.certificate_authority.private_key.as_ref().ok_or_else(|| {
-                unusable(
-                    "tlsConfig.certificateAuthority.privateKey is required to sign etcd client certificates"
-                        .into(),
-                )
-            })?;
-            let key = read(&ctx.client, key_ref)
+                .map_err(|e| format!("tlsConfig.certificateAuthority.certificate: {e}"))?;
+            let key_ref = ca.certificate_authority.private_key.as_ref().ok_or(
+                "tlsConfig.certificateAuthority.privateKey is required to sign etcd client certificates",
+            )?;
+            let key = read(client, key_ref)
                 .await
-                .map_err(|e| unusable(format!("tlsConfig.certificateAuthority.privateKey: {e}")))?;
+                .map_err(|e| format!("tlsConfig.certificateAuthority.privateKey: {e}"))?;
             let authority = Authority::from_pem(&certificate, Some(&key))
-                .map_err(|e| unusable(format!("tlsConfig.certificateAuthority: {e}")))?;
+                .map_err(|e| format!("tlsConfig.certificateAuthority: {e}"))?;
             (Some(authority), None)
         }
         Driver::MySQL | Driver::PostgreSQL | Driver::NATS => {
             let copied = match tls {
-                Some(tls) => Some(
-                    copy_client_certificate(&ctx.client, tls)
-                        .await
-                        .map_err(unusable)?,
-                ),
+                Some(tls) => Some(copy_client_certificate(client, tls).await?),
                 None => None,
             };
             (None, copied)
@@ -78,7 +85,7 @@ pub async fn resolve(ctx: &Context, tcp: &TenantControlPlane) -> Result<Resolved
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     Ok(Resolved {
-        name: datastore_name,
+        name: datastore.name_any(),
         driver: spec.driver,
         etcd_ca,
         copied_certificate,
