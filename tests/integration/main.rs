@@ -8,6 +8,7 @@ mod ca_rotation;
 mod crds;
 mod customisation;
 mod drift;
+mod etcd_auth;
 mod helm;
 mod kamaji_chart;
 mod kamaji_manifests;
