@@ -90,6 +90,7 @@ fn observed(datastore_ca: &Authority, secrets: BTreeMap<String, Secret>) -> Obse
             driver: Driver::Etcd,
             etcd_ca: Some(ca),
             copied_certificate: None,
+            etcd_admin: None,
             wiring: DatastoreWiring {
                 etcd_servers: vec!["https://127.0.0.1:2379".into()],
                 prefix: "/default_bench".into(),

@@ -31,6 +31,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A deleted tenant's etcd user, role or keys could not be removed (retried until
+    /// the cleanup grace period ends).
+    #[error("cleaning up tenant {tenant}: {reason}")]
+    DataStoreCleanup {
+        /// The tenant, `namespace/name`.
+        tenant: String,
+        /// What failed, naming the DataStore.
+        reason: String,
+    },
     /// The issuing task panicked or was cancelled.
     #[error("certificate issuance task failed: {0}")]
     IssuanceTask(String),
@@ -62,6 +71,7 @@ impl Error {
             Error::MissingMetadata(_) => "MissingMetadata",
             Error::NoDataStore => "NoDataStore",
             Error::DataStoreUnusable { .. } => "DataStoreUnusable",
+            Error::DataStoreCleanup { .. } => "DataStoreCleanupFailed",
             Error::IssuanceTask(_) => "IssuanceTaskFailed",
             Error::InvalidCertificate { .. } => "InvalidCertificate",
             Error::MissingNamespace(_) => "MissingNamespace",

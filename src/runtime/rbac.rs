@@ -60,14 +60,17 @@ pub const API_ACCESS: &[ApiAccess] = &[
         kind: "TenantControlPlane",
         resource: "tenantcontrolplanes",
         namespaced: true,
-        verbs: &["get", "list", "watch"],
+        verbs: &["get", "list", "patch", "watch"],
         scope: Scope::Cluster,
-        why: "the controllers watch tenants; CertificateLifecycle reads a Secret's tenant",
+        why: "the controllers watch tenants; CertificateLifecycle reads a Secret's tenant; the etcd \
+              finalizer and the CA rotation completion request are patched",
         used_by: &[
             (
                 "src/controllers/tenant_control_plane/mod.rs",
                 "Controller::new(tcps",
             ),
+            ("src/controllers/tenant_control_plane/finalizer.rs", "api.patch("),
+            ("src/controllers/tenant_control_plane/status.rs", "api.patch("),
             ("src/controllers/tenant_cluster.rs", "Controller::new(tcps"),
             ("src/controllers/certificate_lifecycle.rs", ".get_opt("),
             ("src/runtime/tenant_status.rs", "watcher(api"),

@@ -22,8 +22,23 @@ pub struct Resolved {
     pub etcd_ca: Option<Authority>,
     /// Other drivers: `ca.crt`, `server.crt`, `server.key` copied from the DataStore.
     pub copied_certificate: Option<SecretData>,
+    /// etcd with `tlsConfig.clientCertificate`: how kamaji-rs connects as the etcd
+    /// admin to give the tenant its user and role.
+    pub etcd_admin: Option<EtcdAdmin>,
     /// How the API server reaches it.
     pub wiring: DatastoreWiring,
+}
+
+/// The etcd admin's TLS material of a DataStore (`tlsConfig.certificateAuthority.certificate`
+/// and `tlsConfig.clientCertificate`), PEM. Deliberately not `Debug`: it holds a private key.
+pub struct EtcdAdmin {
+    /// The DataStore CA (trusts etcd's serving certificate).
+    pub ca_pem: Vec<u8>,
+    /// The admin's client certificate; with etcd's `--client-cert-auth` its CN is the
+    /// etcd user (`root` in Kamaji's etcd).
+    pub certificate_pem: Vec<u8>,
+    /// Its private key.
+    pub key_pem: Vec<u8>,
 }
 
 /// Kamaji's default schema: `<namespace>_<name>` with dashes as underscores.

@@ -9,6 +9,7 @@ pub mod datastore;
 pub mod deployment;
 pub mod derive;
 pub mod desired;
+pub mod etcd_access;
 pub mod kubeadm_config;
 pub mod meta;
 pub mod node_credentials;

@@ -9,6 +9,7 @@ mod crds;
 mod customisation;
 mod datastore_status;
 mod drift;
+mod etcd_auth;
 mod helm;
 mod kamaji_chart;
 mod kamaji_manifests;

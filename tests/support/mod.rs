@@ -329,25 +329,42 @@ pub async fn etcd_datastore(
     namespace: &str,
     endpoints: &[&str],
 ) -> (String, kamaji::pki::Authority) {
-    use k8s_openapi::{ByteString, api::core::v1::Secret};
     let params = kamaji::pki::IssueParams::new(time::OffsetDateTime::now_utc());
     let ca = kamaji::pki::Authority::generate("etcd-ca", params.algorithm, params.ca_validity, params.now)
         .expect("generating the DataStore CA");
+    let name = etcd_datastore_with(client, namespace, endpoints, &ca, None).await;
+    (name, ca)
+}
+
+/// [`etcd_datastore`] with the CA given and, with `admin` (certificate and key PEM),
+/// `tlsConfig.clientCertificate` set as in Kamaji's etcd DataStores: the etcd admin
+/// kamaji-rs connects as. Returns the DataStore's name.
+pub async fn etcd_datastore_with(
+    client: &Client,
+    namespace: &str,
+    endpoints: &[&str],
+    ca: &kamaji::pki::Authority,
+    admin: Option<(&str, &str)>,
+) -> String {
+    use k8s_openapi::{ByteString, api::core::v1::Secret};
     let mut secret = Secret::default();
     secret.metadata.name = Some("etcd-ca".into());
-    secret.data = Some(
-        [
-            (
-                "ca.crt".to_string(),
-                ByteString(ca.certificate_pem().as_bytes().to_vec()),
-            ),
-            (
-                "ca.key".to_string(),
-                ByteString(ca.key_pem().expect("generated CA has a key").as_bytes().to_vec()),
-            ),
-        ]
-        .into(),
-    );
+    let mut data: std::collections::BTreeMap<String, ByteString> = [
+        (
+            "ca.crt".to_string(),
+            ByteString(ca.certificate_pem().as_bytes().to_vec()),
+        ),
+        (
+            "ca.key".to_string(),
+            ByteString(ca.key_pem().expect("generated CA has a key").as_bytes().to_vec()),
+        ),
+    ]
+    .into();
+    if let Some((certificate, key)) = admin {
+        data.insert("root.crt".into(), ByteString(certificate.as_bytes().to_vec()));
+        data.insert("root.key".into(), ByteString(key.as_bytes().to_vec()));
+    }
+    secret.data = Some(data);
     Api::<Secret>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &secret)
         .await
@@ -358,11 +375,19 @@ pub async fn etcd_datastore(
         .map(|e| format!("\"{e}\""))
         .collect::<Vec<_>>()
         .join(", ");
+    let client_certificate = match admin {
+        Some(_) => format!(
+            "    clientCertificate:\n      certificate:\n        secretReference: {{name: etcd-ca, namespace: \
+             {namespace}, keyPath: root.crt}}\n      privateKey:\n        secretReference: {{name: etcd-ca, \
+             namespace: {namespace}, keyPath: root.key}}\n"
+        ),
+        None => String::new(),
+    };
     let manifest = format!(
         "apiVersion: kamaji.clastix.io/v1alpha1\nkind: DataStore\nmetadata:\n  name: {name}\nspec:\n  driver: etcd\n  \
          endpoints: [{endpoints}]\n  tlsConfig:\n    certificateAuthority:\n      certificate:\n        \
          secretReference: {{name: etcd-ca, namespace: {namespace}, keyPath: ca.crt}}\n      privateKey:\n        \
-         secretReference: {{name: etcd-ca, namespace: {namespace}, keyPath: ca.key}}\n"
+         secretReference: {{name: etcd-ca, namespace: {namespace}, keyPath: ca.key}}\n{client_certificate}"
     );
     let output = kubectl_apply(namespace, &manifest);
     assert!(
@@ -370,7 +395,7 @@ pub async fn etcd_datastore(
         "DataStore rejected: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    (name, ca)
+    name
 }
 
 /// A Secret's data key, decoded.

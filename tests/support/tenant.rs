@@ -19,6 +19,7 @@ use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Container, Secret},
 };
+use kamaji::controllers::tenant_control_plane::etcd_client::{ClientTls, EtcdClient};
 use kamaji::{
     api::{TenantControlPlane, rotation::CaRotationPhase, tenant_control_plane::KubernetesVersionStatus},
     pki::{
@@ -29,7 +30,7 @@ use kamaji::{
 };
 use kube::{Api, Client};
 
-use super::{Operator, cluster, etcd_datastore, eventually, install_crds, kubectl_apply, kubectl_ok};
+use super::{Operator, cluster, etcd_datastore_with, eventually, install_crds, kubectl_apply, kubectl_ok};
 
 /// Kubernetes version of the tenants: the local cluster's binaries.
 pub const VERSION: &str = "v1.37.2";
@@ -177,6 +178,31 @@ impl Etcd {
     }
 }
 
+impl Etcd {
+    /// Turns authentication on as Kamaji's etcd setup does: the `root` user without a
+    /// password, granted the `root` role, then `auth enable`. Waits for etcd to serve.
+    pub async fn enable_auth(&self, ca_pem: &str, root: &(String, String)) {
+        let tls = ClientTls {
+            ca_pem: ca_pem.as_bytes(),
+            certificate_pem: root.0.as_bytes(),
+            key_pem: root.1.as_bytes(),
+        };
+        let endpoints = [format!("https://{}", self.endpoint)];
+        let etcd = eventually("etcd to accept connections", Duration::from_secs(30), || async {
+            let etcd = EtcdClient::connect(&endpoints, &tls).await.ok()?;
+            etcd.user_list().await.ok().map(|_| etcd)
+        })
+        .await;
+        if let Err(error) = etcd.user_add("root").await {
+            assert!(error.is_already_exists(), "adding the etcd root user: {error}");
+        }
+        etcd.user_grant_role("root", "root")
+            .await
+            .expect("granting root the root role");
+        etcd.auth_enable().await.expect("enabling etcd authentication");
+    }
+}
+
 /// Writes `bytes` to `dir/name` (creating parents); returns the path.
 pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
@@ -232,6 +258,9 @@ pub struct TenantEnv {
     /// The operator's flags (a restarted one gets the same).
     flags: Vec<String>,
     etcd: Etcd,
+    etcd_ca_pem: String,
+    /// The etcd `root` user's certificate and key, when authentication is on.
+    etcd_root: Option<(String, String)>,
     // Declared last: dropped after the processes that use it.
     dir: tempfile::TempDir,
 }
@@ -244,13 +273,55 @@ impl TenantEnv {
 
     /// [`Self::start`] with extra `kamaji manager` flags.
     pub async fn start_with(client: &Client, namespace: &str, flags: &[&str]) -> Self {
+        Self::start_env(client, namespace, flags, None).await
+    }
+
+    /// [`Self::start`] on an etcd set up as Kamaji's etcd is: authentication on, the
+    /// `root` user (with the `root` role) authenticated by a client certificate of the
+    /// DataStore CA with CN `root`, which the DataStore gives as its clientCertificate.
+    pub async fn start_with_etcd_auth(client: &Client, namespace: &str) -> Self {
+        Self::start_env(client, namespace, &[], Some("root")).await
+    }
+
+    /// [`Self::start_with_etcd_auth`], but the DataStore's clientCertificate has the CN
+    /// `admin` (e.g. a user etcd does not know: the operator's calls are refused).
+    pub async fn start_with_etcd_auth_as(client: &Client, namespace: &str, admin: &str) -> Self {
+        Self::start_env(client, namespace, &[], Some(admin)).await
+    }
+
+    async fn start_env(client: &Client, namespace: &str, flags: &[&str], admin_cn: Option<&str>) -> Self {
         install_crds(client).await;
         let bin = cluster().bin.clone();
         let dir = tempfile::tempdir().expect("tempdir");
         let etcd_port = free_port();
         let endpoint = format!("127.0.0.1:{etcd_port}");
-        let (datastore, ca) = etcd_datastore(client, namespace, &[&endpoint]).await;
+        let params = IssueParams::new(time::OffsetDateTime::now_utc());
+        let ca = Authority::generate("etcd-ca", params.algorithm, params.ca_validity, params.now)
+            .expect("generating the DataStore CA");
         let etcd = Etcd::start(&bin, dir.path(), etcd_port, &ca);
+        let client_certificate = |cn: &str| {
+            let issued = ca
+                .sign(
+                    &LeafRequest {
+                        common_name: cn.into(),
+                        usages: vec![Usage::ClientAuth],
+                        ..LeafRequest::default()
+                    },
+                    &params,
+                )
+                .expect("signing an etcd client certificate");
+            (issued.certificate_pem.clone(), issued.key.pem().to_string())
+        };
+        let etcd_root = admin_cn.map(|_| client_certificate("root"));
+        if let Some(root) = &etcd_root {
+            etcd.enable_auth(ca.certificate_pem(), root).await;
+        }
+        let admin_pair = admin_cn.map(|cn| match &etcd_root {
+            Some(root) if cn == "root" => root.clone(),
+            _ => client_certificate(cn),
+        });
+        let admin = admin_pair.as_ref().map(|(c, k)| (c.as_str(), k.as_str()));
+        let datastore = etcd_datastore_with(client, namespace, &[&endpoint], &ca, admin).await;
         // Every tenant of this environment listens on 127.0.0.1: the tenant side can run.
         let mut args = vec!["--tenant-cluster-setup=true"];
         args.extend_from_slice(flags);
@@ -262,8 +333,28 @@ impl TenantEnv {
             flags: args.iter().map(|f| f.to_string()).collect(),
             bin,
             etcd,
+            etcd_ca_pem: ca.certificate_pem().to_string(),
+            etcd_root,
             dir,
         }
+    }
+
+    /// A client of the DataStore's etcd authenticated by this certificate and key.
+    pub async fn etcd_as(&self, certificate_pem: &[u8], key_pem: &[u8]) -> EtcdClient {
+        let tls = ClientTls {
+            ca_pem: self.etcd_ca_pem.as_bytes(),
+            certificate_pem,
+            key_pem,
+        };
+        EtcdClient::connect(&[format!("https://{}", self.etcd.endpoint)], &tls)
+            .await
+            .expect("connecting to etcd")
+    }
+
+    /// A client of the DataStore's etcd as `root` ([`Self::start_with_etcd_auth`] only).
+    pub async fn etcd_as_root(&self) -> EtcdClient {
+        let (certificate, key) = self.etcd_root.as_ref().expect("etcd started with authentication");
+        self.etcd_as(certificate.as_bytes(), key.as_bytes()).await
     }
 
     /// Kills the operator with SIGKILL and starts a new one with the same flags.

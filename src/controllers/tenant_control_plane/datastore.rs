@@ -9,12 +9,12 @@ use kube::{Api, Client, ResourceExt};
 use crate::{
     api::{
         DataStore, TenantControlPlane,
-        datastore::{ContentRef, Driver},
+        datastore::{CertKeyPair, ContentRef, Driver},
     },
     controllers::{Context, Error},
     pki::{Authority, SecretData},
     tenant::{
-        datastore::{Resolved, schema_and_user},
+        datastore::{EtcdAdmin, Resolved, schema_and_user},
         deployment::DatastoreWiring,
     },
 };
@@ -59,7 +59,7 @@ pub async fn material(client: &Client, datastore: &DataStore, schema: &str) -> R
             .await
             .map_err(|e| format!("basicAuth.password: {e}"))?;
     }
-    let (etcd_ca, copied_certificate) = match spec.driver {
+    let (etcd_ca, copied_certificate, etcd_admin) = match spec.driver {
         Driver::Etcd => {
             let ca = tls.ok_or("tlsConfig.certificateAuthority is required for etcd")?;
             let certificate = read(client, &ca.certificate_authority.certificate)
@@ -73,14 +73,18 @@ pub async fn material(client: &Client, datastore: &DataStore, schema: &str) -> R
                 .map_err(|e| format!("tlsConfig.certificateAuthority.privateKey: {e}"))?;
             let authority = Authority::from_pem(&certificate, Some(&key))
                 .map_err(|e| format!("tlsConfig.certificateAuthority: {e}"))?;
-            (Some(authority), None)
+            let admin = match &ca.client_certificate {
+                Some(pair) => Some(etcd_admin(client, certificate, pair).await?),
+                None => None,
+            };
+            (Some(authority), None, admin)
         }
         Driver::MySQL | Driver::PostgreSQL | Driver::NATS => {
             let copied = match tls {
                 Some(tls) => Some(copy_client_certificate(client, tls).await?),
                 None => None,
             };
-            (None, copied)
+            (None, copied, None)
         }
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -89,10 +93,30 @@ pub async fn material(client: &Client, datastore: &DataStore, schema: &str) -> R
         driver: spec.driver,
         etcd_ca,
         copied_certificate,
+        etcd_admin,
         wiring: DatastoreWiring {
             etcd_servers: spec.endpoints.iter().map(|e| format!("{scheme}://{e}")).collect(),
             prefix: format!("/{schema}"),
         },
+    })
+}
+
+/// The admin credentials of an etcd DataStore: its CA and `tlsConfig.clientCertificate`.
+async fn etcd_admin(client: &Client, ca_pem: Vec<u8>, pair: &CertKeyPair) -> Result<EtcdAdmin, String> {
+    let certificate_pem = read(client, &pair.certificate)
+        .await
+        .map_err(|e| format!("tlsConfig.clientCertificate.certificate: {e}"))?;
+    let key = pair
+        .private_key
+        .as_ref()
+        .ok_or("tlsConfig.clientCertificate.privateKey is required")?;
+    let key_pem = read(client, key)
+        .await
+        .map_err(|e| format!("tlsConfig.clientCertificate.privateKey: {e}"))?;
+    Ok(EtcdAdmin {
+        ca_pem,
+        certificate_pem,
+        key_pem,
     })
 }
 

@@ -7,7 +7,10 @@
 
 pub mod apply;
 pub mod datastore;
+pub mod etcd_auth;
+pub mod etcd_client;
 pub mod events;
+pub mod finalizer;
 pub mod observe;
 pub mod status;
 
@@ -125,12 +128,17 @@ pub const CONTROLLER: &str = "tenantcontrolplane";
 /// One pass over a tenant: observe, desired, apply, derive.
 pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
+    if tcp.metadata.deletion_timestamp.is_some() {
+        // Before the paused check: a deleted tenant is never held by its annotation.
+        return finalizer::finalize(&ctx, &tcp).await;
+    }
     if tcp.annotations().contains_key(labels::PAUSED) {
         info!(tenant = %tcp.name_any(), "paused: {} is set", labels::PAUSED);
         return Ok(Action::await_change());
     }
     let tenant = TenantRef::of(&tcp)?;
-    let observed = observe::observe(&ctx, &tcp, &tenant).await?;
+    let mut observed = observe::observe(&ctx, &tcp, &tenant).await?;
+    etcd_auth::give_access(&ctx, &tcp, &tenant, &mut observed).await?;
     let (desired, observed) = compute(&ctx, &tcp, &tenant, observed).await?;
     if desired.ca_rotation {
         let (reason, note) = events::ca_phase_note(&tenant, &desired);

@@ -40,6 +40,7 @@ fn resolved(ca: &Authority) -> Resolved {
                 .expect("CA"),
         ),
         copied_certificate: None,
+        etcd_admin: None,
         wiring: deployment::DatastoreWiring {
             etcd_servers: vec!["https://127.0.0.1:2379".into()],
             prefix: "/default_k8s_133".into(),
