@@ -402,7 +402,21 @@ async fn request_if_allowed(
         info!(%namespace, secret = %name, tenant = %tcp, "due for rotation but the tenant is paused");
         return Ok(Action::await_change());
     }
+    if owner_tcp.as_ref().is_some_and(|t| !ours(t, &state.ctx)) {
+        info!(%namespace, secret = %name, tenant = %tcp, "due for rotation but the tenant is another operator's");
+        return Ok(Action::await_change());
+    }
     request_rotations(state, secret, namespace, &tcp, now).await
+}
+
+/// The tenant is this instance's ([`crate::tenant::ownership`]): claimed by it, or not
+/// yet claimed (the TCP reconciler claims it on its first pass).
+fn ours(tcp: &TenantControlPlane, ctx: &Context) -> bool {
+    use crate::tenant::ownership::{Owner, owner};
+    matches!(
+        owner(&tcp.metadata, &ctx.settings.identity),
+        Owner::Us | Owner::Unclaimed
+    )
 }
 
 /// A certificate a rotation cannot bring out of the deadline: a Warning, and a look
@@ -558,7 +572,7 @@ async fn sync_condition(state: &LifecycleContext, namespace: &str, tenant: &str)
         return Ok(());
     };
     lock(&state.synced).insert((namespace.to_string(), tenant.to_string()));
-    if tcp.annotations().contains_key(labels::PAUSED) {
+    if tcp.annotations().contains_key(labels::PAUSED) || !ours(&tcp, &state.ctx) {
         return Ok(());
     }
     let existing = tcp

@@ -39,6 +39,9 @@ pub struct Settings {
     pub tenant_cluster_setup: bool,
     /// Service-account token lifetime and the overlap of keys after a key rotation.
     pub tokens: crate::tenant::deployment::TokenSettings,
+    /// This instance, as it claims tenants (`<leader-election namespace>/<id>`,
+    /// [`crate::tenant::ownership`]).
+    pub identity: String,
 }
 
 impl Default for Settings {
@@ -55,6 +58,7 @@ impl Default for Settings {
             ca_rotation_start_percent: 80,
             tenant_cluster_setup: true,
             tokens: crate::tenant::deployment::TokenSettings::default(),
+            identity: "kamaji-system/kamaji-rs".into(),
         }
     }
 }

@@ -246,6 +246,12 @@ async fn reconcile(tcp: Arc<TenantControlPlane>, state: Arc<State>) -> Result<Ac
         debug!(tenant = %tcp.name_any(), "paused: {} is set", labels::PAUSED);
         return Ok(Action::await_change());
     }
+    if crate::tenant::ownership::owner(&tcp.metadata, &state.ctx.settings.identity)
+        != crate::tenant::ownership::Owner::Us
+    {
+        // Claimed by the TCP reconciler first; another operator's tenant is left alone.
+        return Ok(Action::await_change());
+    }
     let tenant = TenantRef::of(&tcp)?;
     let ctx = &state.ctx;
     let Some(endpoint) = control_plane_ready(&tcp) else {

@@ -403,6 +403,7 @@ impl ManagerArgs {
                     .service_account_key_grace_period
                     .unwrap_or(self.service_account_max_token_expiration),
             },
+            identity: format!("{}/{}", self.leader_election_namespace, self.leader_election_id),
         }
     }
 }

@@ -63,8 +63,9 @@ pub const API_ACCESS: &[ApiAccess] = &[
         verbs: &["get", "list", "patch", "watch"],
         scope: Scope::Cluster,
         why: "the controllers watch tenants; CertificateLifecycle reads a Secret's tenant; the etcd \
-              finalizer and the CA rotation completion request are patched",
+              finalizer, the CA rotation completion request and the managed-by claim are patched",
         used_by: &[
+            ("src/controllers/tenant_control_plane/claim.rs", "Patch::Merge"),
             (
                 "src/controllers/tenant_control_plane/mod.rs",
                 "Controller::new(tcps",

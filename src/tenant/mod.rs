@@ -13,6 +13,7 @@ pub mod etcd_access;
 pub mod kubeadm_config;
 pub mod meta;
 pub mod node_credentials;
+pub mod ownership;
 pub mod rotation;
 pub mod service;
 pub mod status;

@@ -16,6 +16,7 @@ mod kamaji_manifests;
 mod kamaji_metrics;
 mod leader;
 mod lifecycle;
+mod ownership;
 mod pipeline;
 mod rbac;
 mod rotation;

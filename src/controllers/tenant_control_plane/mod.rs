@@ -6,6 +6,7 @@
 //! the last one stopped.
 
 pub mod apply;
+mod claim;
 pub mod datastore;
 pub mod etcd_auth;
 pub mod etcd_client;
@@ -128,6 +129,9 @@ pub const CONTROLLER: &str = "tenantcontrolplane";
 /// One pass over a tenant: observe, desired, apply, derive.
 pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
+    if let Some(action) = claim::not_ours(&ctx, &tcp).await? {
+        return Ok(action);
+    }
     if tcp.metadata.deletion_timestamp.is_some() {
         // Before the paused check: a deleted tenant is never held by its annotation.
         return finalizer::finalize(&ctx, &tcp).await;
