@@ -118,44 +118,9 @@ async fn reconcile(datastore: Arc<DataStore>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::await_change());
     }
     claim(&ctx, &name, !users.is_empty()).await?;
-    let now = Timestamp::now();
     let stored = datastore.status.clone().unwrap_or_default();
-    let mut conditions: Vec<Condition> = stored.conditions.clone();
     let validation = material(&ctx.client, &datastore, "validation").await.err();
-    set_condition_at(
-        &mut conditions,
-        DATASTORE_VALID_CONDITION,
-        validation.is_none(),
-        if validation.is_some() {
-            "DataStoreUnusable"
-        } else {
-            "DataStoreIsValid"
-        },
-        validation.clone().unwrap_or_default(),
-        datastore.metadata.generation,
-        now,
-    );
-    if deleting {
-        let used = !users.is_empty();
-        let message = if used {
-            format!("still used by {}", users.join(", "))
-        } else {
-            String::new()
-        };
-        set_condition_at(
-            &mut conditions,
-            ALLOWED_DELETION_CONDITION,
-            !used,
-            if used {
-                "DataStoreStillUsed"
-            } else {
-                "DataStoreUnused"
-            },
-            message,
-            datastore.metadata.generation,
-            now,
-        );
-    }
+    let conditions = conditions(&datastore, &users, validation.as_deref(), Timestamp::now());
     if let Some(reason) = &validation
         && stored.ready
     {
@@ -186,6 +151,54 @@ async fn reconcile(datastore: Arc<DataStore>, ctx: Arc<Context>) -> Result<Actio
             .map_err(Error::kube("apply status", format!("datastore {name}")))?;
     }
     Ok(Action::requeue(REVALIDATE))
+}
+
+/// The validation condition, and the deletion one while the DataStore is deleted.
+fn conditions(
+    datastore: &DataStore,
+    users: &[String],
+    invalid: Option<&str>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let mut conditions = datastore
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    set_condition_at(
+        &mut conditions,
+        DATASTORE_VALID_CONDITION,
+        invalid.is_none(),
+        if invalid.is_some() {
+            "DataStoreUnusable"
+        } else {
+            "DataStoreIsValid"
+        },
+        invalid.unwrap_or_default().to_string(),
+        datastore.metadata.generation,
+        now,
+    );
+    if datastore.metadata.deletion_timestamp.is_some() {
+        let used = !users.is_empty();
+        set_condition_at(
+            &mut conditions,
+            ALLOWED_DELETION_CONDITION,
+            !used,
+            if used {
+                "DataStoreStillUsed"
+            } else {
+                "DataStoreUnused"
+            },
+            if used {
+                format!("still used by {}", users.join(", "))
+            } else {
+                String::new()
+            },
+            datastore.metadata.generation,
+            now,
+        );
+    }
+    conditions
 }
 
 /// This operator applied something to the DataStore.

@@ -376,7 +376,44 @@ async fn ensure(
             key: "ca.crt".into(),
             reason: e.to_string(),
         })?;
-    // Before writing it: does cluster-info still hand out another CA (a CA rotation)?
+    let ca_changed = check_cluster_info(ctx, tcp, tenant, &client, &bundle, &bundle_pem).await?;
+    // Built before anything is applied, reported after the rest is in place: a bad
+    // kubelet patch must not hold up admin.conf's binding or cluster-info.
+    let join = kubeadm_config::desired(
+        tcp,
+        &JoinInputs {
+            endpoint,
+            certificate_validity: ctx.settings.certificate_validity,
+            key_algorithm: ctx.settings.key_algorithm,
+        },
+    );
+    let ensured = apply_all(&client, &objects).await?;
+    if ca_changed {
+        info!(tenant = %tenant.name, namespace = %tenant.namespace, ca_serial = ca.serial(), "cluster-info now carries the new CA");
+    }
+    let join = join?;
+    apply_join(&client, &join).await?;
+    let dns = ensure_core_dns(&client, addons::core_dns(tcp)?).await?;
+    let proxy = ensure_kube_proxy(&client, addons::kube_proxy(tcp, endpoint)?).await?;
+    let limits = ensure_write_permissions(&client, tcp.spec.write_permissions.as_ref()).await?;
+    if rotating {
+        observe_nodes(ctx, &client, tcp, tenant, ca).await?;
+    }
+    Ok(ensured + join.len() + dns + proxy + limits)
+}
+
+/// Before cluster-info is written: does it still hand out another CA (a CA rotation)?
+/// A CA replaced outright (not through the two-phase rotation) is a Warning: nodes
+/// that joined before need a person. Returns whether the CA changed.
+async fn check_cluster_info(
+    ctx: &Context,
+    tcp: &TenantControlPlane,
+    tenant: &TenantRef,
+    client: &Client,
+    bundle: &[Authority],
+    bundle_pem: &str,
+) -> Result<bool, TenantError> {
+    let ca = &bundle[0];
     let public: Api<ConfigMap> = Api::namespaced(client.clone(), PUBLIC_NAMESPACE);
     let stored_info = public
         .get_opt(CLUSTER_INFO)
@@ -408,29 +445,7 @@ async fn ensure(
         )
         .await;
     }
-    // Built before anything is applied, reported after the rest is in place: a bad
-    // kubelet patch must not hold up admin.conf's binding or cluster-info.
-    let join = kubeadm_config::desired(
-        tcp,
-        &JoinInputs {
-            endpoint,
-            certificate_validity: ctx.settings.certificate_validity,
-            key_algorithm: ctx.settings.key_algorithm,
-        },
-    );
-    let ensured = apply_all(&client, &objects).await?;
-    if ca_changed {
-        info!(tenant = %tenant.name, namespace = %tenant.namespace, ca_serial = ca.serial(), "cluster-info now carries the new CA");
-    }
-    let join = join?;
-    apply_join(&client, &join).await?;
-    let dns = ensure_core_dns(&client, addons::core_dns(tcp)?).await?;
-    let proxy = ensure_kube_proxy(&client, addons::kube_proxy(tcp, endpoint)?).await?;
-    let limits = ensure_write_permissions(&client, tcp.spec.write_permissions.as_ref()).await?;
-    if rotating {
-        observe_nodes(ctx, &client, tcp, tenant, ca).await?;
-    }
-    Ok(ensured + join.len() + dns + proxy + limits)
+    Ok(ca_changed)
 }
 
 /// Every certificate of `ca.crt`, each a CA; the first signs.
