@@ -915,7 +915,12 @@ async fn join_real_kubelet(
             {
                 return;
             }
-            joiner.assert_running();
+            if joiner.exited() {
+                panic!(
+                    "kubeadm join failed:\n{}",
+                    std::fs::read_to_string(root.join("kubeadm-join.log")).unwrap_or_default()
+                );
+            }
             containerd.assert_running();
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

@@ -100,6 +100,11 @@ impl Process {
         }
     }
 
+    /// The process has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     /// Panics with the end of the log if the process has exited.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
@@ -610,6 +615,19 @@ impl TenantEnv {
         tenant: &Tenant,
         controller_manager_flags: Option<&[(&str, String)]>,
     ) -> ControlPlane {
+        self.start_control_plane_seeing(client, tenant, controller_manager_flags, |_| {})
+            .await
+    }
+
+    /// [`Self::start_control_plane_with`], showing `seen` the CA Secret's data it starts
+    /// from (read once: what `seen` is shown is exactly what the processes run with).
+    pub async fn start_control_plane_seeing(
+        &self,
+        client: &Client,
+        tenant: &Tenant,
+        controller_manager_flags: Option<&[(&str, String)]>,
+        seen: impl Fn(&BTreeMap<String, Vec<u8>>),
+    ) -> ControlPlane {
         let root = self.dir().join(format!(
             "{}-control-plane-{:08x}",
             tenant.name,
@@ -621,6 +639,12 @@ impl TenantEnv {
             .await
             .expect("the tenant Deployment");
         let secrets = self.secrets(client, tenant).await;
+        let ca: BTreeMap<String, Vec<u8>> = secrets
+            .get(&tenant.secret("ca"))
+            .and_then(|s| s.data.clone())
+            .map(|d| d.into_iter().map(|(k, v)| (k, v.0)).collect())
+            .unwrap_or_default();
+        seen(&ca);
         let pod = Pod {
             deployment: &deployment,
             secrets: &secrets,
@@ -723,16 +747,16 @@ impl TenantEnv {
             let generation = self.deployment_generation(client, tenant).await;
             if plane.as_ref().is_none_or(|p| p.generation != generation) {
                 plane.take();
-                let secrets = self.secrets(client, tenant).await;
-                let ca = secrets
-                    .get(&tenant.secret("ca"))
-                    .and_then(|s| s.data.clone())
-                    .map(|d| d.into_iter().map(|(k, v)| (k, v.0)).collect())
-                    .unwrap_or_default();
-                before_start(&ca);
+                // The CA the new processes run with, read once: a CA retired between two
+                // reads would run under the label of the phase before.
                 *plane = Some(
-                    self.start_control_plane_with(client, tenant, Some(controller_manager_flags))
-                        .await,
+                    self.start_control_plane_seeing(
+                        client,
+                        tenant,
+                        Some(controller_manager_flags),
+                        &before_start,
+                    )
+                    .await,
                 );
                 continue;
             }
