@@ -16,6 +16,7 @@ use crate::{
 const FOREIGN_CONDITIONS: &[&str] = &[
     crate::controllers::certificate_lifecycle::CONDITION,
     crate::controllers::tenant_cluster::CONDITION,
+    crate::controllers::tenant_cluster::KUBELET_CLIENT_CONDITION,
 ];
 
 /// Writes the status if it differs from what is stored; says whether it wrote.
