@@ -47,6 +47,16 @@ test: cluster-build ## Run every test (the local cluster is started and stopped)
 	$(CLUSTER)/up.sh >/dev/null; \
 	cargo test
 
+# Fuzzing: every parser of external input (fuzz/README.md). Stable toolchain,
+# cargo-fuzz installed from crates.io if missing, build cached outside the tree.
+.PHONY: fuzz
+fuzz: ## Fuzz every parser for 300 s each (FUZZ_SECONDS=N to change) and print a table
+	fuzz/run.sh $${FUZZ_SECONDS:-300}
+
+.PHONY: fuzz-smoke
+fuzz-smoke: ## CI's short fuzz run: regressions replayed, then 15 s per target
+	fuzz/run.sh 15
+
 .PHONY: bench
 bench: ## Benchmarks (criterion)
 	cargo bench

@@ -131,6 +131,23 @@ fn unb64(data: &str, name: &str, field: &'static str) -> Result<Vec<u8>, Kubecon
         })
 }
 
+/// What parsing one kubeconfig may cost. The parser's defaults (a million events)
+/// are sized for any YAML; a kubeconfig is a few dozen nodes, and one in a Secret is
+/// parsed again at every reconcile. Fuzzing found that a 362-byte alias bomb
+/// (`tests/fixtures/malformed/kubeconfig-alias-bomb.yaml`) spent the default
+/// budget before it was refused, seconds of CPU per read; these limits refuse it
+/// after a few thousand events and still leave a kubeconfig of hundreds of
+/// contexts room.
+fn kubeconfig_budget() -> serde_saphyr::Budget {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = 50_000;
+    budget.max_nodes = 20_000;
+    budget.max_aliases = 100;
+    budget.max_anchors = 100;
+    budget.max_documents = 1;
+    budget
+}
+
 impl Kubeconfig {
     /// The kubeconfig kubeadm writes: one cluster, one user, one context named
     /// `<user>@<cluster>`, selected as current.
@@ -171,11 +188,12 @@ impl Kubeconfig {
         })
     }
 
-    /// Parses YAML or JSON.
+    /// Parses YAML or JSON, within [`kubeconfig_budget`].
     pub fn parse(bytes: &[u8]) -> Result<Self, KubeconfigError> {
         let mut options = serde_saphyr::Options::default();
         // Snippets would copy the document (and its keys) into the error.
         options.with_snippet = false;
+        options.budget = Some(kubeconfig_budget());
         serde_saphyr::from_slice_with_options(bytes, options).map_err(|err| {
             let (line, column) = err.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
             KubeconfigError::Malformed { line, column }
@@ -316,6 +334,32 @@ mod tests {
         assert_eq!(parsed.current_cluster().unwrap().name, "k8s-133");
         assert_eq!(parsed.current_server(), Some("https://10.0.0.1:6443"));
         assert_eq!(parsed.current_user().unwrap().name, "kubernetes-admin");
+    }
+
+    /// Fuzzing regression: a kubeconfig whose aliases expand past the budget is
+    /// refused, although it is a well-formed kubeconfig that the parser's default
+    /// budget accepts (2 * 10^5 scalars in an extension, out of 208 bytes).
+    #[test]
+    fn a_kubeconfig_expanding_past_the_budget_is_refused() {
+        let levels = ["a", "b", "c", "d"];
+        let mut bomb = String::from("a: &a [x,x,x,x,x,x,x,x,x,x]\n");
+        for pair in levels.windows(2) {
+            let list = vec![format!("*{}", pair[0]); 10].join(",");
+            bomb.push_str(&format!("{}: &{} [{list}]\n", pair[1], pair[1]));
+        }
+        bomb.push_str(
+            "apiVersion: v1\nkind: Config\nextensions:\n- name: bomb\n  extension: [*d, *d, *d, *d, *d]\n",
+        );
+        let unbudgeted: Result<kube::config::Kubeconfig, _> = serde_saphyr::from_str(&bomb);
+        assert!(
+            unbudgeted.is_ok(),
+            "the parser's default budget accepts it: {unbudgeted:?}"
+        );
+        assert!(matches!(
+            Kubeconfig::parse(bomb.as_bytes()),
+            Err(KubeconfigError::Malformed { .. })
+        ));
+        assert!(Kubeconfig::parse(sample().to_yaml().unwrap().as_bytes()).is_ok());
     }
 
     #[test]
