@@ -98,6 +98,7 @@ fn provisioned(ca: &Authority) -> Observed {
         secrets: BTreeMap::new(),
         service: None,
         deployment: None,
+        egress_selector: None,
         datastore: Ok(resolved(ca)),
     };
     let first = run(&empty);
@@ -116,6 +117,7 @@ fn provisioned(ca: &Authority) -> Observed {
         secrets: stored,
         service: None,
         deployment: deployment_of(&first).cloned(),
+        egress_selector: None,
         datastore: Ok(resolved(ca)),
     }
 }
@@ -243,6 +245,7 @@ fn without_an_address_only_the_service_is_applied() {
         secrets: BTreeMap::new(),
         service: None,
         deployment: None,
+        egress_selector: None,
         datastore: Ok(resolved(&ca)),
     };
     let out = desired(

@@ -1,0 +1,364 @@
+//! The konnectivity addon for real: the tenant's kube-apiserver and konnectivity-server
+//! started from the operator's Deployment and Secrets, a real konnectivity agent (built
+//! from sigs.k8s.io/apiserver-network-proxy) run from the DaemonSet the operator applied
+//! in the tenant with a token minted there, and the API server reaching a node-side
+//! endpoint through the tunnel: only while the agent is connected, and still after the
+//! konnectivity certificate and the tenant CA rotate, with no manual step.
+
+use std::time::Duration;
+
+use kamaji::api::{rotation::CaRotationPhase, tenant_control_plane::KubernetesVersionStatus};
+
+use crate::support::{
+    TestNamespace, client, eventually,
+    konnectivity::{AgentCredentials, NodeEndpoint, agent_daemon_set, start_agent},
+    kubectl_ok,
+    tenant::{ControlPlane, Tenant, TenantEnv, free_port, write},
+};
+
+const NODE: &str = "tunnel-node";
+const POD: &str = "on-the-node";
+
+/// The controller-manager publishes `kube-root-ca.crt` (the CA agents verify the server
+/// with) and creates the `default` ServiceAccounts pods need.
+fn controller_manager_flags() -> Vec<(&'static str, String)> {
+    vec![(
+        "controllers",
+        "root-ca-certificate-publisher-controller,serviceaccount-controller".to_string(),
+    )]
+}
+
+/// A Node whose kubelet is `endpoint` on 127.0.0.1, and a Pod bound to it.
+fn register_node(env: &TenantEnv, admin: &std::path::Path, endpoint: &NodeEndpoint) {
+    let node = write(
+        env.dir(),
+        "tunnel-node.yaml",
+        format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {NODE}\n").as_bytes(),
+    );
+    env.kubectl_ok(admin, &["apply", "-f", &node.display().to_string()]);
+    let status = format!(
+        r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"127.0.0.1"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{}}}}}}}}}"#,
+        endpoint.port
+    );
+    env.kubectl_ok(
+        admin,
+        &[
+            "patch",
+            "node",
+            NODE,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status,
+        ],
+    );
+    let pod = write(
+        env.dir(),
+        "tunnel-pod.yaml",
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {POD}\n  namespace: default\nspec:\n  nodeName: {NODE}\n  \
+             containers:\n  - name: app\n    image: registry.k8s.io/pause:3.10\n"
+        )
+        .as_bytes(),
+    );
+    let created = || env.kubectl(admin, &["apply", "-f", &pod.display().to_string()]);
+    // The controller-manager creates the namespace's `default` ServiceAccount first.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = created();
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "creating the pod: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `kubectl logs`: the API server asks the pod's kubelet (here, the endpoint).
+fn logs(env: &TenantEnv, admin: &std::path::Path) -> Result<String, String> {
+    let out = env.kubectl(admin, &["logs", "-n", "default", POD, "-c", "app"]);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+const SERVED: &str = "served /containerLogs/default/on-the-node/app";
+
+/// Waits until `kubectl logs` comes back from the node endpoint through the tunnel.
+async fn logs_through_the_tunnel(env: &TenantEnv, admin: &std::path::Path, what: &str, plane: &ControlPlane) {
+    let reached = tokio::time::timeout(Duration::from_secs(90), async {
+        loop {
+            if let Ok(text) = logs(env, admin)
+                && text.contains(SERVED)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "{what}: kubectl logs never reached the node: {:?}\n{}",
+        logs(env, admin),
+        plane.logs()
+    );
+}
+
+async fn tenant_with_konnectivity(env: &TenantEnv, client: &kube::Client, name: &str) -> (Tenant, u16) {
+    let agent_port = free_port();
+    let tenant = env.create_tenant_with(
+        name,
+        &format!("  addons:\n    konnectivity:\n      server:\n        port: {agent_port}\n"),
+    );
+    env.wait_status(client, &tenant, KubernetesVersionStatus::Ready)
+        .await;
+    (tenant, agent_port)
+}
+
+#[tokio::test]
+async fn the_api_server_reaches_nodes_only_through_the_konnectivity_agent() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "konnectivity").await;
+    let env = TenantEnv::start(&client, &ns.name).await;
+    let (tenant, agent_port) = tenant_with_konnectivity(&env, &client, "knp").await;
+    // The egress selector configuration the API server reads, beside the Deployment.
+    let egress = kubectl_ok(&[
+        "get",
+        "configmap",
+        "-n",
+        &ns.name,
+        &tenant.secret("konnectivity-egress-selector-configuration"),
+        "-o",
+        "jsonpath={.data.egress-selector-configuration\\.yaml}",
+    ]);
+    assert!(
+        egress.contains("name: cluster") && egress.contains("proxyProtocol: GRPC"),
+        "{egress}"
+    );
+    let flags = controller_manager_flags();
+    let plane = env.start_control_plane_with(&client, &tenant, Some(&flags)).await;
+    let admin = env.kubeconfig(&client, &tenant, "admin.conf").await;
+    // What the operator applied in the tenant: the agent's identity and the server's review rights.
+    let daemon_set = eventually(
+        "the agent DaemonSet in the tenant",
+        Duration::from_secs(120),
+        || async {
+            let out = env.kubectl(
+                &admin,
+                &["get", "daemonset", "-n", "kube-system", "konnectivity-agent"],
+            );
+            out.status.success().then(|| agent_daemon_set(&env, &admin))
+        },
+    )
+    .await;
+    let binding = env.kubectl_ok(
+        &admin,
+        &[
+            "get",
+            "clusterrolebinding",
+            "system:konnectivity-server",
+            "-o",
+            "jsonpath={.roleRef.name} {.subjects[0].kind}:{.subjects[0].name}",
+        ],
+    );
+    assert_eq!(binding, "system:auth-delegator User:system:konnectivity-server");
+    let args = daemon_set
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .map(|p| p.containers[0].args.clone().unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        args.contains(&format!("--proxy-server-port={agent_port}")),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--proxy-server-host=127.0.0.1".to_string()),
+        "{args:?}"
+    );
+
+    let endpoint = NodeEndpoint::start();
+    register_node(&env, &admin, &endpoint);
+    // No agent: the API server has no way to the node (it does not dial it itself).
+    let refused = logs(&env, &admin).expect_err("no tunnel, no logs");
+    assert_eq!(
+        endpoint.served(),
+        0,
+        "the API server reached the node without a tunnel: {refused}"
+    );
+
+    let credentials = eventually(
+        "kube-root-ca.crt in the tenant",
+        Duration::from_secs(60),
+        || async {
+            let out = env.kubectl(
+                &admin,
+                &["get", "configmap", "-n", "kube-system", "kube-root-ca.crt"],
+            );
+            out.status
+                .success()
+                .then(|| AgentCredentials::mint(&env, &admin, &daemon_set, env.dir()))
+        },
+    )
+    .await;
+    let agent = start_agent(&daemon_set, &credentials, env.dir());
+    logs_through_the_tunnel(&env, &admin, "with the agent connected", &plane).await;
+    assert!(endpoint.served() > 0);
+
+    // The agent gone, the way to the node is gone too.
+    drop(agent);
+    let served = eventually(
+        "logs refused once the agent is stopped",
+        Duration::from_secs(60),
+        || async { logs(&env, &admin).is_err().then(|| endpoint.served()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(logs(&env, &admin).is_err(), "still reachable without the agent");
+    assert_eq!(
+        endpoint.served(),
+        served,
+        "the node was reached without the agent"
+    );
+}
+
+#[tokio::test]
+async fn a_konnectivity_agent_keeps_working_across_certificate_and_ca_rotations() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "konnectivity-rotation").await;
+    let env = TenantEnv::start(&client, &ns.name).await;
+    let (tenant, _) = tenant_with_konnectivity(&env, &client, "knr").await;
+    let flags = controller_manager_flags();
+    let mut plane = Some(env.start_control_plane_with(&client, &tenant, Some(&flags)).await);
+    let admin = env.kubeconfig(&client, &tenant, "admin.conf").await;
+    let daemon_set = eventually(
+        "the agent DaemonSet in the tenant",
+        Duration::from_secs(120),
+        || async {
+            let out = env.kubectl(
+                &admin,
+                &["get", "daemonset", "-n", "kube-system", "konnectivity-agent"],
+            );
+            out.status.success().then(|| agent_daemon_set(&env, &admin))
+        },
+    )
+    .await;
+    let endpoint = NodeEndpoint::start();
+    register_node(&env, &admin, &endpoint);
+    let credentials = eventually(
+        "kube-root-ca.crt in the tenant",
+        Duration::from_secs(60),
+        || async {
+            let out = env.kubectl(
+                &admin,
+                &["get", "configmap", "-n", "kube-system", "kube-root-ca.crt"],
+            );
+            out.status
+                .success()
+                .then(|| AgentCredentials::mint(&env, &admin, &daemon_set, env.dir()))
+        },
+    )
+    .await;
+    // One agent process for the whole test, as a DaemonSet pod that nobody restarts.
+    let mut agent = start_agent(&daemon_set, &credentials, env.dir());
+    logs_through_the_tunnel(
+        &env,
+        &admin,
+        "before any rotation",
+        plane.as_ref().expect("running"),
+    )
+    .await;
+
+    // The konnectivity certificate, as a user rotates it: the Deployment rolls, the
+    // new server presents the new certificate, the agent reconnects by itself.
+    let before = env
+        .secret_value(&client, &tenant, "konnectivity-certificate", "tls.crt")
+        .await;
+    kubectl_ok(&[
+        "annotate",
+        "secret",
+        "-n",
+        &ns.name,
+        &tenant.secret("konnectivity-certificate"),
+        "certs.kamaji.clastix.io/rotate=",
+    ]);
+    env.follow_rollouts(
+        &client,
+        &tenant,
+        &mut plane,
+        &flags,
+        "the konnectivity certificate rotation",
+        |_| {},
+        || async {
+            let now = env
+                .secret_value(&client, &tenant, "konnectivity-certificate", "tls.crt")
+                .await;
+            (now != before).then_some(())
+        },
+    )
+    .await;
+    let running = plane.as_ref().expect("running");
+    logs_through_the_tunnel(
+        &env,
+        &admin,
+        "after the konnectivity certificate rotation",
+        running,
+    )
+    .await;
+    agent.assert_running();
+
+    // The tenant CA, both phases: the agent, which trusts only the CA it started with,
+    // verifies the server's new certificate through the cross-signed intermediate.
+    env.rotate_ca(&tenant);
+    env.follow_rollouts_to_ca_phase(
+        &client,
+        &tenant,
+        &mut plane,
+        &flags,
+        CaRotationPhase::Prepared,
+        |_| {},
+    )
+    .await;
+    logs_through_the_tunnel(
+        &env,
+        &admin,
+        "with the CA rotation prepared",
+        plane.as_ref().expect("running"),
+    )
+    .await;
+    kubectl_ok(&[
+        "annotate",
+        "tcp",
+        "-n",
+        &ns.name,
+        &tenant.name,
+        "certs.kamaji.clastix.io/complete-ca-rotation=",
+    ]);
+    env.follow_rollouts_to_ca_phase(
+        &client,
+        &tenant,
+        &mut plane,
+        &flags,
+        CaRotationPhase::Completed,
+        |_| {},
+    )
+    .await;
+    // The old admin.conf's certificate went with the old CA: the user's new one.
+    let admin = env.kubeconfig(&client, &tenant, "admin.conf").await;
+    logs_through_the_tunnel(
+        &env,
+        &admin,
+        "after the CA rotation completed",
+        plane.as_ref().expect("running"),
+    )
+    .await;
+    agent.assert_running();
+}
