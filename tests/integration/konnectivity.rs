@@ -228,6 +228,48 @@ async fn the_api_server_reaches_nodes_only_through_the_konnectivity_agent() {
         served,
         "the node was reached without the agent"
     );
+
+    // Removed from the spec: the agent's objects leave the tenant, the egress selector
+    // configuration and the server leave the control plane.
+    kubectl_ok(&[
+        "patch",
+        "tcp",
+        &tenant.name,
+        "-n",
+        &ns.name,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/addons"}]"#,
+    ]);
+    let configmap = tenant.secret("konnectivity-egress-selector-configuration");
+    eventually(
+        "the konnectivity addon removed",
+        Duration::from_secs(120),
+        || async {
+            let gone = |args: &[&str]| {
+                let out = env.kubectl(&admin, args);
+                !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")
+            };
+            let management = crate::support::kubectl(&["get", "configmap", "-n", &ns.name, &configmap]);
+            (gone(&["get", "daemonset", "-n", "kube-system", "konnectivity-agent"])
+                && gone(&["get", "serviceaccount", "-n", "kube-system", "konnectivity-agent"])
+                && gone(&["get", "clusterrolebinding", "system:konnectivity-server"])
+                && !management.status.success())
+            .then_some(())
+        },
+    )
+    .await;
+    let containers = kubectl_ok(&[
+        "get",
+        "deployment",
+        "-n",
+        &ns.name,
+        &tenant.name,
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].name} {.spec.template.spec.containers[0].args}",
+    ]);
+    assert!(!containers.contains("konnectivity-server"), "{containers}");
+    assert!(!containers.contains("egress-selector"), "{containers}");
 }
 
 #[tokio::test]
@@ -317,6 +359,15 @@ async fn a_konnectivity_agent_keeps_working_across_certificate_and_ca_rotations(
 
     // The tenant CA, both phases: the agent, which trusts only the CA it started with,
     // verifies the server's new certificate through the cross-signed intermediate.
+    let trusted = std::fs::read(&credentials.ca).expect("the agent's CA file");
+    assert_eq!(
+        kamaji::pki::certificates_der(&trusted).len(),
+        1,
+        "the agent trusts one CA"
+    );
+    let before_ca = env
+        .secret_value(&client, &tenant, "konnectivity-certificate", "tls.crt")
+        .await;
     env.rotate_ca(&tenant);
     env.follow_rollouts_to_ca_phase(
         &client,
@@ -351,6 +402,18 @@ async fn a_konnectivity_agent_keeps_working_across_certificate_and_ca_rotations(
         |_| {},
     )
     .await;
+    let after_ca = env
+        .secret_value(&client, &tenant, "konnectivity-certificate", "tls.crt")
+        .await;
+    assert_ne!(
+        after_ca, before_ca,
+        "the server's certificate moved to the new CA"
+    );
+    assert_eq!(
+        kamaji::pki::certificates_der(&after_ca).len(),
+        2,
+        "the new certificate and the new CA cross-signed by the old one"
+    );
     // The old admin.conf's certificate went with the old CA: the user's new one.
     let admin = env.kubeconfig(&client, &tenant, "admin.conf").await;
     logs_through_the_tunnel(
