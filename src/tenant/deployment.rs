@@ -607,12 +607,8 @@ fn api_server(
         ("tls-private-key-file", pki("apiserver.key")),
     ]);
     let mut volume_mounts = mounts(custom, Component::ApiServer);
-    if spec.konnectivity().is_some() {
-        // Traffic to nodes goes through the konnectivity-server beside it.
-        args.push((
-            "egress-selector-config-file",
-            knp::EGRESS_SELECTOR_CONFIG_FILE.to_string(),
-        ));
+    if let Some(egress) = egress_selector(spec) {
+        args.push(egress);
         volume_mounts.push(uds_mount());
     }
     Container {
@@ -637,6 +633,17 @@ fn api_server(
         volume_mounts: Some(volume_mounts),
         ..Container::default()
     }
+}
+
+/// With konnectivity, traffic to nodes goes through the konnectivity-server beside
+/// the API server: the flag naming its egress selector configuration.
+fn egress_selector(spec: &TenantControlPlaneSpec) -> Option<(&'static str, String)> {
+    spec.konnectivity().map(|_| {
+        (
+            "egress-selector-config-file",
+            knp::EGRESS_SELECTOR_CONFIG_FILE.to_string(),
+        )
+    })
 }
 
 fn controller_manager(

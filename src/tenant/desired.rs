@@ -266,22 +266,32 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
     }
     restore_metadata(tenant, observed, &stored, &written, &mut out);
 
-    // Before the Deployment that mounts it; removed after the one that no longer does.
-    let egress_selector = spec
-        .konnectivity()
-        .map(|_| konnectivity::egress_selector_config_map(tenant));
-    let unused_egress_selector = egress_selector.is_none() && observed.egress_selector.is_some();
-    out.objects
-        .extend(egress_selector.map(|map| Object::ConfigMap(Box::new(map))));
+    let (before, after) = egress_selector(inputs, observed);
+    out.objects.extend(before);
     if let Some(deployment) = deployment_object(inputs, observed, &data, &written, &mut out) {
         out.objects.push(Object::Deployment(Box::new(deployment)));
     }
-    if unused_egress_selector {
-        out.objects.push(Object::RemoveConfigMap(
-            tenant.object_name(konnectivity::EGRESS_SELECTOR_SUFFIX),
-        ));
-    }
+    out.objects.extend(after);
     out
+}
+
+/// The konnectivity egress selector ConfigMap: applied before the Deployment that
+/// mounts it (with the addon), removed after the one that no longer does (without).
+fn egress_selector(inputs: &Inputs<'_>, observed: &Observed) -> (Option<Object>, Option<Object>) {
+    match inputs.spec.konnectivity() {
+        Some(_) => (
+            Some(Object::ConfigMap(Box::new(
+                konnectivity::egress_selector_config_map(inputs.tenant),
+            ))),
+            None,
+        ),
+        None => (
+            None,
+            observed.egress_selector.as_ref().map(|_| {
+                Object::RemoveConfigMap(inputs.tenant.object_name(konnectivity::EGRESS_SELECTOR_SUFFIX))
+            }),
+        ),
+    }
 }
 
 /// Whether a prepared CA rotation completes in this pass (`None`: none is prepared).

@@ -5,8 +5,9 @@
 //! endpoint through the tunnel: only while the agent is connected, and still after the
 //! konnectivity certificate and the tenant CA rotate, with no manual step.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
+use k8s_openapi::api::apps::v1::DaemonSet;
 use kamaji::api::{rotation::CaRotationPhase, tenant_control_plane::KubernetesVersionStatus};
 
 use crate::support::{
@@ -19,17 +20,17 @@ use crate::support::{
 const NODE: &str = "tunnel-node";
 const POD: &str = "on-the-node";
 
-/// The controller-manager publishes `kube-root-ca.crt` (the CA agents verify the server
-/// with) and creates the `default` ServiceAccounts pods need.
+/// The controller-manager publishes `kube-root-ca.crt`, the CA agents verify the server with.
 fn controller_manager_flags() -> Vec<(&'static str, String)> {
     vec![(
         "controllers",
-        "root-ca-certificate-publisher-controller,serviceaccount-controller".to_string(),
+        "root-ca-certificate-publisher-controller".to_string(),
     )]
 }
 
-/// A Node whose kubelet is `endpoint` on 127.0.0.1, and a Pod bound to it.
-fn register_node(env: &TenantEnv, admin: &std::path::Path, endpoint: &NodeEndpoint) {
+/// A Node whose kubelet is `endpoint` on 127.0.0.1, and a Pod bound to it (with the
+/// `default` ServiceAccount admission requires, which no controller of this test makes).
+fn register_node(env: &TenantEnv, admin: &Path, endpoint: &NodeEndpoint) {
     let node = write(
         env.dir(),
         "tunnel-node.yaml",
@@ -56,30 +57,17 @@ fn register_node(env: &TenantEnv, admin: &std::path::Path, endpoint: &NodeEndpoi
         env.dir(),
         "tunnel-pod.yaml",
         format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {POD}\n  namespace: default\nspec:\n  nodeName: {NODE}\n  \
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: default\n---\n\
+             apiVersion: v1\nkind: Pod\nmetadata:\n  name: {POD}\n  namespace: default\nspec:\n  nodeName: {NODE}\n  \
              containers:\n  - name: app\n    image: registry.k8s.io/pause:3.10\n"
         )
         .as_bytes(),
     );
-    let created = || env.kubectl(admin, &["apply", "-f", &pod.display().to_string()]);
-    // The controller-manager creates the namespace's `default` ServiceAccount first.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = created();
-        if out.status.success() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "creating the pod: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    env.kubectl_ok(admin, &["apply", "-f", &pod.display().to_string()]);
 }
 
 /// `kubectl logs`: the API server asks the pod's kubelet (here, the endpoint).
-fn logs(env: &TenantEnv, admin: &std::path::Path) -> Result<String, String> {
+fn logs(env: &TenantEnv, admin: &Path) -> Result<String, String> {
     let out = env.kubectl(admin, &["logs", "-n", "default", POD, "-c", "app"]);
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -91,7 +79,7 @@ fn logs(env: &TenantEnv, admin: &std::path::Path) -> Result<String, String> {
 const SERVED: &str = "served /containerLogs/default/on-the-node/app";
 
 /// Waits until `kubectl logs` comes back from the node endpoint through the tunnel.
-async fn logs_through_the_tunnel(env: &TenantEnv, admin: &std::path::Path, what: &str, plane: &ControlPlane) {
+async fn logs_through_the_tunnel(env: &TenantEnv, admin: &Path, what: &str, plane: &ControlPlane) {
     let reached = tokio::time::timeout(Duration::from_secs(90), async {
         loop {
             if let Ok(text) = logs(env, admin)
@@ -122,18 +110,54 @@ async fn tenant_with_konnectivity(env: &TenantEnv, client: &kube::Client, name: 
     (tenant, agent_port)
 }
 
-#[tokio::test]
-async fn the_api_server_reaches_nodes_only_through_the_konnectivity_agent() {
-    let client = client().await;
-    let ns = TestNamespace::create(&client, "konnectivity").await;
-    let env = TenantEnv::start(&client, &ns.name).await;
-    let (tenant, agent_port) = tenant_with_konnectivity(&env, &client, "knp").await;
-    // The egress selector configuration the API server reads, beside the Deployment.
+/// The agent DaemonSet, once the tenant-side controller has applied it.
+async fn applied_agent(env: &TenantEnv, admin: &Path) -> DaemonSet {
+    eventually(
+        "the agent DaemonSet in the tenant",
+        Duration::from_secs(120),
+        || async {
+            let out = env.kubectl(
+                admin,
+                &["get", "daemonset", "-n", "kube-system", "konnectivity-agent"],
+            );
+            out.status.success().then(|| agent_daemon_set(env, admin))
+        },
+    )
+    .await
+}
+
+/// An agent pod's credentials, once the controller-manager published `kube-root-ca.crt`.
+async fn minted_credentials(env: &TenantEnv, admin: &Path, daemon_set: &DaemonSet) -> AgentCredentials {
+    eventually(
+        "kube-root-ca.crt in the tenant",
+        Duration::from_secs(60),
+        || async {
+            let out = env.kubectl(
+                admin,
+                &["get", "configmap", "-n", "kube-system", "kube-root-ca.crt"],
+            );
+            out.status
+                .success()
+                .then(|| AgentCredentials::mint(env, admin, daemon_set, env.dir()))
+        },
+    )
+    .await
+}
+
+/// The egress selector configuration beside the Deployment; in the tenant, the
+/// server's review rights and agents aimed at the tenant's address and agent port.
+fn assert_konnectivity_objects(
+    env: &TenantEnv,
+    tenant: &Tenant,
+    admin: &Path,
+    daemon_set: &DaemonSet,
+    agent_port: u16,
+) {
     let egress = kubectl_ok(&[
         "get",
         "configmap",
         "-n",
-        &ns.name,
+        &env.namespace,
         &tenant.secret("konnectivity-egress-selector-configuration"),
         "-o",
         "jsonpath={.data.egress-selector-configuration\\.yaml}",
@@ -142,24 +166,8 @@ async fn the_api_server_reaches_nodes_only_through_the_konnectivity_agent() {
         egress.contains("name: cluster") && egress.contains("proxyProtocol: GRPC"),
         "{egress}"
     );
-    let flags = controller_manager_flags();
-    let plane = env.start_control_plane_with(&client, &tenant, Some(&flags)).await;
-    let admin = env.kubeconfig(&client, &tenant, "admin.conf").await;
-    // What the operator applied in the tenant: the agent's identity and the server's review rights.
-    let daemon_set = eventually(
-        "the agent DaemonSet in the tenant",
-        Duration::from_secs(120),
-        || async {
-            let out = env.kubectl(
-                &admin,
-                &["get", "daemonset", "-n", "kube-system", "konnectivity-agent"],
-            );
-            out.status.success().then(|| agent_daemon_set(&env, &admin))
-        },
-    )
-    .await;
     let binding = env.kubectl_ok(
-        &admin,
+        admin,
         &[
             "get",
             "clusterrolebinding",
@@ -184,59 +192,36 @@ async fn the_api_server_reaches_nodes_only_through_the_konnectivity_agent() {
         args.contains(&"--proxy-server-host=127.0.0.1".to_string()),
         "{args:?}"
     );
+}
 
-    let endpoint = NodeEndpoint::start();
-    register_node(&env, &admin, &endpoint);
-    // No agent: the API server has no way to the node (it does not dial it itself).
-    let refused = logs(&env, &admin).expect_err("no tunnel, no logs");
-    assert_eq!(
-        endpoint.served(),
-        0,
-        "the API server reached the node without a tunnel: {refused}"
-    );
-
-    let credentials = eventually(
-        "kube-root-ca.crt in the tenant",
-        Duration::from_secs(60),
-        || async {
-            let out = env.kubectl(
-                &admin,
-                &["get", "configmap", "-n", "kube-system", "kube-root-ca.crt"],
-            );
-            out.status
-                .success()
-                .then(|| AgentCredentials::mint(&env, &admin, &daemon_set, env.dir()))
-        },
-    )
-    .await;
-    let agent = start_agent(&daemon_set, &credentials, env.dir());
-    logs_through_the_tunnel(&env, &admin, "with the agent connected", &plane).await;
-    assert!(endpoint.served() > 0);
-
-    // The agent gone, the way to the node is gone too.
-    drop(agent);
+/// `kubectl logs` fails and the node endpoint sees no request: the API server has
+/// no way to the node but the tunnel.
+async fn assert_unreachable(env: &TenantEnv, admin: &Path, endpoint: &NodeEndpoint) {
     let served = eventually(
-        "logs refused once the agent is stopped",
+        "logs refused without an agent",
         Duration::from_secs(60),
-        || async { logs(&env, &admin).is_err().then(|| endpoint.served()) },
+        || async { logs(env, admin).is_err().then(|| endpoint.served()) },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(logs(&env, &admin).is_err(), "still reachable without the agent");
+    let refused = logs(env, admin).expect_err("no tunnel, no logs");
     assert_eq!(
         endpoint.served(),
         served,
-        "the node was reached without the agent"
+        "the node was reached without the agent: {refused}"
     );
+}
 
-    // Removed from the spec: the agent's objects leave the tenant, the egress selector
-    // configuration and the server leave the control plane.
+/// Removed from the spec: the agent's objects leave the tenant, the egress selector
+/// configuration and the server leave the control plane.
+async fn assert_addon_removed(env: &TenantEnv, tenant: &Tenant, admin: &Path) {
+    let ns = &env.namespace;
     kubectl_ok(&[
         "patch",
         "tcp",
         &tenant.name,
         "-n",
-        &ns.name,
+        ns,
         "--type=json",
         "-p",
         r#"[{"op":"remove","path":"/spec/addons"}]"#,
@@ -247,10 +232,10 @@ async fn the_api_server_reaches_nodes_only_through_the_konnectivity_agent() {
         Duration::from_secs(120),
         || async {
             let gone = |args: &[&str]| {
-                let out = env.kubectl(&admin, args);
+                let out = env.kubectl(admin, args);
                 !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound")
             };
-            let management = crate::support::kubectl(&["get", "configmap", "-n", &ns.name, &configmap]);
+            let management = crate::support::kubectl(&["get", "configmap", "-n", ns, &configmap]);
             (gone(&["get", "daemonset", "-n", "kube-system", "konnectivity-agent"])
                 && gone(&["get", "serviceaccount", "-n", "kube-system", "konnectivity-agent"])
                 && gone(&["get", "clusterrolebinding", "system:konnectivity-server"])
@@ -263,13 +248,109 @@ async fn the_api_server_reaches_nodes_only_through_the_konnectivity_agent() {
         "get",
         "deployment",
         "-n",
-        &ns.name,
+        ns,
         &tenant.name,
         "-o",
         "jsonpath={.spec.template.spec.containers[*].name} {.spec.template.spec.containers[0].args}",
     ]);
     assert!(!containers.contains("konnectivity-server"), "{containers}");
     assert!(!containers.contains("egress-selector"), "{containers}");
+}
+
+#[tokio::test]
+async fn the_api_server_reaches_nodes_only_through_the_konnectivity_agent() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "konnectivity").await;
+    let env = TenantEnv::start(&client, &ns.name).await;
+    let (tenant, agent_port) = tenant_with_konnectivity(&env, &client, "knp").await;
+    let flags = controller_manager_flags();
+    let plane = env.start_control_plane_with(&client, &tenant, Some(&flags)).await;
+    let admin = env.kubeconfig(&client, &tenant, "admin.conf").await;
+    let daemon_set = applied_agent(&env, &admin).await;
+    assert_konnectivity_objects(&env, &tenant, &admin, &daemon_set, agent_port);
+
+    let endpoint = NodeEndpoint::start();
+    register_node(&env, &admin, &endpoint);
+    assert_unreachable(&env, &admin, &endpoint).await;
+    assert_eq!(endpoint.served(), 0, "the API server does not dial nodes itself");
+
+    let credentials = minted_credentials(&env, &admin, &daemon_set).await;
+    let agent = start_agent(&daemon_set, &credentials, env.dir());
+    logs_through_the_tunnel(&env, &admin, "with the agent connected", &plane).await;
+    assert!(endpoint.served() > 0);
+
+    // The agent gone, the way to the node is gone too.
+    drop(agent);
+    assert_unreachable(&env, &admin, &endpoint).await;
+
+    assert_addon_removed(&env, &tenant, &admin).await;
+}
+
+/// The konnectivity certificate, as a user rotates it: the Deployment rolls, the new
+/// server presents the new certificate, the agent reconnects by itself.
+async fn rotate_konnectivity_certificate(
+    env: &TenantEnv,
+    client: &kube::Client,
+    tenant: &Tenant,
+    plane: &mut Option<ControlPlane>,
+) {
+    let certificate = || env.secret_value(client, tenant, "konnectivity-certificate", "tls.crt");
+    let before = certificate().await;
+    kubectl_ok(&[
+        "annotate",
+        "secret",
+        "-n",
+        &env.namespace,
+        &tenant.secret("konnectivity-certificate"),
+        "certs.kamaji.clastix.io/rotate=",
+    ]);
+    let flags = controller_manager_flags();
+    env.follow_rollouts(
+        client,
+        tenant,
+        plane,
+        &flags,
+        "the konnectivity certificate rotation",
+        |_| {},
+        || async { (certificate().await != before).then_some(()) },
+    )
+    .await;
+}
+
+/// A whole CA rotation, prepared then completed on request, the control plane
+/// following every rollout. Checks the agent saw the tunnel while prepared.
+async fn rotate_ca(
+    env: &TenantEnv,
+    client: &kube::Client,
+    tenant: &Tenant,
+    plane: &mut Option<ControlPlane>,
+    admin: &Path,
+) {
+    let certificate = || env.secret_value(client, tenant, "konnectivity-certificate", "tls.crt");
+    let before = certificate().await;
+    let flags = controller_manager_flags();
+    env.rotate_ca(tenant);
+    env.follow_rollouts_to_ca_phase(client, tenant, plane, &flags, CaRotationPhase::Prepared, |_| {})
+        .await;
+    let running = plane.as_ref().expect("running");
+    logs_through_the_tunnel(env, admin, "with the CA rotation prepared", running).await;
+    kubectl_ok(&[
+        "annotate",
+        "tcp",
+        "-n",
+        &env.namespace,
+        &tenant.name,
+        "certs.kamaji.clastix.io/complete-ca-rotation=",
+    ]);
+    env.follow_rollouts_to_ca_phase(client, tenant, plane, &flags, CaRotationPhase::Completed, |_| {})
+        .await;
+    let after = certificate().await;
+    assert_ne!(after, before, "the server's certificate moved to the new CA");
+    assert_eq!(
+        kamaji::pki::certificates_der(&after).len(),
+        2,
+        "the new certificate and the new CA cross-signed by the old one"
+    );
 }
 
 #[tokio::test]
@@ -281,34 +362,10 @@ async fn a_konnectivity_agent_keeps_working_across_certificate_and_ca_rotations(
     let flags = controller_manager_flags();
     let mut plane = Some(env.start_control_plane_with(&client, &tenant, Some(&flags)).await);
     let admin = env.kubeconfig(&client, &tenant, "admin.conf").await;
-    let daemon_set = eventually(
-        "the agent DaemonSet in the tenant",
-        Duration::from_secs(120),
-        || async {
-            let out = env.kubectl(
-                &admin,
-                &["get", "daemonset", "-n", "kube-system", "konnectivity-agent"],
-            );
-            out.status.success().then(|| agent_daemon_set(&env, &admin))
-        },
-    )
-    .await;
+    let daemon_set = applied_agent(&env, &admin).await;
     let endpoint = NodeEndpoint::start();
     register_node(&env, &admin, &endpoint);
-    let credentials = eventually(
-        "kube-root-ca.crt in the tenant",
-        Duration::from_secs(60),
-        || async {
-            let out = env.kubectl(
-                &admin,
-                &["get", "configmap", "-n", "kube-system", "kube-root-ca.crt"],
-            );
-            out.status
-                .success()
-                .then(|| AgentCredentials::mint(&env, &admin, &daemon_set, env.dir()))
-        },
-    )
-    .await;
+    let credentials = minted_credentials(&env, &admin, &daemon_set).await;
     // One agent process for the whole test, as a DaemonSet pod that nobody restarts.
     let mut agent = start_agent(&daemon_set, &credentials, env.dir());
     logs_through_the_tunnel(
@@ -319,101 +376,25 @@ async fn a_konnectivity_agent_keeps_working_across_certificate_and_ca_rotations(
     )
     .await;
 
-    // The konnectivity certificate, as a user rotates it: the Deployment rolls, the
-    // new server presents the new certificate, the agent reconnects by itself.
-    let before = env
-        .secret_value(&client, &tenant, "konnectivity-certificate", "tls.crt")
-        .await;
-    kubectl_ok(&[
-        "annotate",
-        "secret",
-        "-n",
-        &ns.name,
-        &tenant.secret("konnectivity-certificate"),
-        "certs.kamaji.clastix.io/rotate=",
-    ]);
-    env.follow_rollouts(
-        &client,
-        &tenant,
-        &mut plane,
-        &flags,
-        "the konnectivity certificate rotation",
-        |_| {},
-        || async {
-            let now = env
-                .secret_value(&client, &tenant, "konnectivity-certificate", "tls.crt")
-                .await;
-            (now != before).then_some(())
-        },
-    )
-    .await;
-    let running = plane.as_ref().expect("running");
+    rotate_konnectivity_certificate(&env, &client, &tenant, &mut plane).await;
     logs_through_the_tunnel(
         &env,
         &admin,
         "after the konnectivity certificate rotation",
-        running,
+        plane.as_ref().expect("running"),
     )
     .await;
     agent.assert_running();
 
-    // The tenant CA, both phases: the agent, which trusts only the CA it started with,
-    // verifies the server's new certificate through the cross-signed intermediate.
+    // The agent trusts only the CA it started with: after the rotation it verifies the
+    // server's new certificate through the cross-signed intermediate.
     let trusted = std::fs::read(&credentials.ca).expect("the agent's CA file");
     assert_eq!(
         kamaji::pki::certificates_der(&trusted).len(),
         1,
         "the agent trusts one CA"
     );
-    let before_ca = env
-        .secret_value(&client, &tenant, "konnectivity-certificate", "tls.crt")
-        .await;
-    env.rotate_ca(&tenant);
-    env.follow_rollouts_to_ca_phase(
-        &client,
-        &tenant,
-        &mut plane,
-        &flags,
-        CaRotationPhase::Prepared,
-        |_| {},
-    )
-    .await;
-    logs_through_the_tunnel(
-        &env,
-        &admin,
-        "with the CA rotation prepared",
-        plane.as_ref().expect("running"),
-    )
-    .await;
-    kubectl_ok(&[
-        "annotate",
-        "tcp",
-        "-n",
-        &ns.name,
-        &tenant.name,
-        "certs.kamaji.clastix.io/complete-ca-rotation=",
-    ]);
-    env.follow_rollouts_to_ca_phase(
-        &client,
-        &tenant,
-        &mut plane,
-        &flags,
-        CaRotationPhase::Completed,
-        |_| {},
-    )
-    .await;
-    let after_ca = env
-        .secret_value(&client, &tenant, "konnectivity-certificate", "tls.crt")
-        .await;
-    assert_ne!(
-        after_ca, before_ca,
-        "the server's certificate moved to the new CA"
-    );
-    assert_eq!(
-        kamaji::pki::certificates_der(&after_ca).len(),
-        2,
-        "the new certificate and the new CA cross-signed by the old one"
-    );
+    rotate_ca(&env, &client, &tenant, &mut plane, &admin).await;
     // The old admin.conf's certificate went with the old CA: the user's new one.
     let admin = env.kubeconfig(&client, &tenant, "admin.conf").await;
     logs_through_the_tunnel(
