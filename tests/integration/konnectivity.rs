@@ -212,6 +212,42 @@ async fn assert_unreachable(env: &TenantEnv, admin: &Path, endpoint: &NodeEndpoi
     );
 }
 
+/// `agent.mode: Deployment`: the agents run as a Deployment of `replicas`, the DaemonSet goes.
+async fn assert_agent_mode_switch(env: &TenantEnv, tenant: &Tenant, admin: &Path) {
+    kubectl_ok(&[
+        "patch",
+        "tcp",
+        &tenant.name,
+        "-n",
+        &env.namespace,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"addons":{"konnectivity":{"agent":{"mode":"Deployment","replicas":2}}}}}"#,
+    ]);
+    eventually("the agents as a Deployment", Duration::from_secs(120), || async {
+        let replicas = env.kubectl(
+            admin,
+            &[
+                "get",
+                "deployment",
+                "-n",
+                "kube-system",
+                "konnectivity-agent",
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ],
+        );
+        let daemon_set = env.kubectl(
+            admin,
+            &["get", "daemonset", "-n", "kube-system", "konnectivity-agent"],
+        );
+        (String::from_utf8_lossy(&replicas.stdout) == "2"
+            && String::from_utf8_lossy(&daemon_set.stderr).contains("NotFound"))
+        .then_some(())
+    })
+    .await;
+}
+
 /// Removed from the spec: the agent's objects leave the tenant, the egress selector
 /// configuration and the server leave the control plane.
 async fn assert_addon_removed(env: &TenantEnv, tenant: &Tenant, admin: &Path) {
@@ -237,6 +273,7 @@ async fn assert_addon_removed(env: &TenantEnv, tenant: &Tenant, admin: &Path) {
             };
             let management = crate::support::kubectl(&["get", "configmap", "-n", ns, &configmap]);
             (gone(&["get", "daemonset", "-n", "kube-system", "konnectivity-agent"])
+                && gone(&["get", "deployment", "-n", "kube-system", "konnectivity-agent"])
                 && gone(&["get", "serviceaccount", "-n", "kube-system", "konnectivity-agent"])
                 && gone(&["get", "clusterrolebinding", "system:konnectivity-server"])
                 && !management.status.success())
@@ -283,6 +320,7 @@ async fn the_api_server_reaches_nodes_only_through_the_konnectivity_agent() {
     drop(agent);
     assert_unreachable(&env, &admin, &endpoint).await;
 
+    assert_agent_mode_switch(&env, &tenant, &admin).await;
     assert_addon_removed(&env, &tenant, &admin).await;
 }
 
