@@ -85,6 +85,7 @@ fn observed(datastore_ca: &Authority, secrets: BTreeMap<String, Secret>) -> Obse
         secrets,
         service: None,
         deployment: None,
+        egress_selector: None,
         datastore: Ok(Resolved {
             name: "default".into(),
             driver: Driver::Etcd,

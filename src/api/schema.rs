@@ -522,11 +522,11 @@ pub fn konnectivity_server(generator: &mut SchemaGenerator) -> Schema {
     }))
 }
 
-/// `spec.addons.konnectivity.agent`, with Kamaji's default and rule (kept, not acted on).
+/// `spec.addons.konnectivity.agent`, with Kamaji's default and rule.
 pub fn konnectivity_agent(generator: &mut SchemaGenerator) -> Schema {
     schema(json!({
         "type": "object",
-        "description": "The konnectivity agent run inside the tenant; kept, not acted on.",
+        "description": "The konnectivity agent run inside the tenant (a DaemonSet, or a Deployment).",
         "default": {"image": KONNECTIVITY_AGENT_IMAGE, "mode": "DaemonSet"},
         "properties": {
             "image": {"type": "string", "default": KONNECTIVITY_AGENT_IMAGE},

@@ -600,7 +600,7 @@ pub struct Konnectivity {
     #[serde(default)]
     #[schemars(schema_with = "schema::konnectivity_server")]
     pub server: KonnectivityServer,
-    /// The konnectivity agent run inside the tenant; kept, not acted on.
+    /// The konnectivity agent run inside the tenant (a DaemonSet, or a Deployment).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::konnectivity_agent")]
     pub agent: Option<Value>,
@@ -619,7 +619,16 @@ pub struct KonnectivityServer {
     /// Image tag of konnectivity-server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// Kamaji's other server fields (resources, extraArgs) kept but not acted on.
+    /// Flags added to konnectivity-server's (ours win over one of the same name, as in Kamaji).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+    /// The container's resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    /// The container's security context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<k8s_openapi::api::core::v1::SecurityContext>,
+    /// Fields of a later Kamaji, kept but not acted on.
     #[serde(flatten)]
     pub not_acted_on: BTreeMap<String, Value>,
 }
@@ -631,6 +640,9 @@ impl Default for KonnectivityServer {
             // Kamaji's CRD default, so the schema's default reads as Kamaji's.
             image: Some(schema::KONNECTIVITY_SERVER_IMAGE.to_string()),
             version: None,
+            extra_args: Vec::new(),
+            resources: None,
+            security_context: None,
             not_acted_on: BTreeMap::new(),
         }
     }
@@ -704,15 +716,6 @@ impl TenantControlPlaneSpec {
                     })
                     .map(|k| format!("spec.kubernetes.kubelet.{k}")),
             );
-        }
-        // coreDNS and kubeProxy are installed in the tenant; the konnectivity agent not yet.
-        if let Some(konnectivity) = self.konnectivity()
-            && konnectivity
-                .agent
-                .as_ref()
-                .is_some_and(|agent| *agent != schema::default_konnectivity_agent())
-        {
-            fields.push("spec.addons.konnectivity.agent".to_string());
         }
         let flattened = [
             (

@@ -5,8 +5,10 @@
 //! certificates to be usable ([`crate::tenant::bootstrap`]): the
 //! `kubeadm:cluster-admins` and `kubeadm:apiserver-kubelet-client` bindings, the
 //! kubelet CSR bindings and an anonymous `kube-public/cluster-info` carrying the
-//! current tenant CA; and what `kubeadm join` reads ([`crate::tenant::kubeadm_config`]):
-//! `kube-system/kubeadm-config`, `kube-system/kubelet-config` and their RBAC.
+//! current tenant CA; what `kubeadm join` reads ([`crate::tenant::kubeadm_config`]):
+//! `kube-system/kubeadm-config`, `kube-system/kubelet-config` and their RBAC; and the
+//! addons of `spec.addons` ([`crate::tenant::addons`], the konnectivity agent of
+//! [`crate::tenant::konnectivity_agent`]), removed when they leave the spec.
 //!
 //! A controller of its own over TenantControlPlanes, so a slow or unreachable
 //! tenant never holds up the management-side reconcile or another tenant: every
@@ -54,6 +56,8 @@ use crate::{
     tenant::{
         addons::{self, COREDNS, CoreDns, KUBE_DNS, KUBE_PROXY, KubeProxy, NODE_PROXIER, SYSTEM_COREDNS},
         bootstrap::{self, CLUSTER_INFO, PUBLIC_NAMESPACE, TenantObjects},
+        konnectivity::{AGENT_NAME, AGENT_NAMESPACE, SERVER_USER},
+        konnectivity_agent::{self, Agent, AgentWorkload},
         kubeadm_config::{self, JoinInputs, JoinObjects, KubeadmConfigError, SYSTEM_NAMESPACE},
         meta::{TenantRef, suffix},
         node_credentials,
@@ -395,11 +399,12 @@ async fn ensure(
     apply_join(&client, &join).await?;
     let dns = ensure_core_dns(&client, addons::core_dns(tcp)?).await?;
     let proxy = ensure_kube_proxy(&client, addons::kube_proxy(tcp, endpoint)?).await?;
+    let agent = ensure_konnectivity_agent(&client, konnectivity_agent::desired(tcp, endpoint)?).await?;
     let limits = ensure_write_permissions(&client, tcp.spec.write_permissions.as_ref()).await?;
     if rotating {
         observe_nodes(ctx, &client, tcp, tenant, ca).await?;
     }
-    Ok(ensured + join.len() + dns + proxy + limits)
+    Ok(ensured + join.len() + dns + proxy + agent + limits)
 }
 
 /// Before cluster-info is written: does it still hand out another CA (a CA rotation)?
@@ -714,6 +719,47 @@ async fn ensure_kube_proxy(client: &Client, wanted: Option<KubeProxy>) -> Result
     )
     .await?;
     Ok(KubeProxy::LEN)
+}
+
+/// The konnectivity agent applied when `spec.addons.konnectivity` asks for it (its
+/// workload of the other mode removed), else removed (only objects carrying our
+/// managed-by label). Returns how many objects were applied.
+async fn ensure_konnectivity_agent(client: &Client, wanted: Option<Agent>) -> Result<usize, TenantError> {
+    let ns = AGENT_NAMESPACE;
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let Some(agent) = wanted else {
+        remove_ours(daemon_sets, AGENT_NAME, "daemonset").await?;
+        remove_ours(deployments, AGENT_NAME, "deployment").await?;
+        remove_ours::<ClusterRoleBinding>(Api::all(client.clone()), SERVER_USER, "clusterrolebinding")
+            .await?;
+        remove_ours::<ServiceAccount>(Api::namespaced(client.clone(), ns), AGENT_NAME, "serviceaccount")
+            .await?;
+        return Ok(0);
+    };
+    apply(
+        Api::namespaced(client.clone(), ns),
+        &agent.service_account,
+        "serviceaccount",
+    )
+    .await?;
+    apply(
+        Api::all(client.clone()),
+        &agent.cluster_role_binding,
+        "clusterrolebinding",
+    )
+    .await?;
+    match &agent.workload {
+        AgentWorkload::DaemonSet(daemon_set) => {
+            apply(daemon_sets, daemon_set.as_ref(), "daemonset").await?;
+            remove_ours(deployments, AGENT_NAME, "deployment").await?;
+        }
+        AgentWorkload::Deployment(deployment) => {
+            apply(deployments, deployment.as_ref(), "deployment").await?;
+            remove_ours(daemon_sets, AGENT_NAME, "daemonset").await?;
+        }
+    }
+    Ok(Agent::LEN)
 }
 
 /// Deletes `name` if it is there and carries our managed-by label.

@@ -581,6 +581,9 @@ pub static CATALOG: &[CertificateSpec] = &[
     CertificateSpec {
         secret_type: SecretType::Tls,
         when: When::Konnectivity,
+        // konnectivity-server presents it to the agents, which dial the tenant's
+        // address (the Service's port beside the API server's): the API server's names.
+        sans: Sans::ApiServer,
         mounts: &[
             mount("tls.crt", "pki/konnectivity/tls.crt", &[Component::Konnectivity]),
             mount("tls.key", "pki/konnectivity/tls.key", &[Component::Konnectivity]),

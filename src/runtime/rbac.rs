@@ -171,6 +171,28 @@ pub const API_ACCESS: &[ApiAccess] = &[
         ],
     },
     ApiAccess {
+        group: "",
+        version: "v1",
+        kind: "ConfigMap",
+        resource: "configmaps",
+        namespaced: true,
+        verbs: &["create", "delete", "get", "patch"],
+        scope: Scope::Cluster,
+        why: "each konnectivity tenant's egress selector configuration (read by name, applied, \
+              deleted when the addon is removed)",
+        used_by: &[
+            (
+                "src/controllers/tenant_control_plane/observe.rs",
+                "get::<ConfigMap>",
+            ),
+            (
+                "src/controllers/tenant_control_plane/apply.rs",
+                "Object::ConfigMap",
+            ),
+            ("src/controllers/tenant_control_plane/apply.rs", "api.delete("),
+        ],
+    },
+    ApiAccess {
         group: "apps",
         version: "v1",
         kind: "Deployment",

@@ -12,8 +12,9 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
-            Container, ContainerPort, HTTPGetAction, KeyToPath, PodSpec, PodTemplateSpec, Probe,
-            ProjectedVolumeSource, SecretProjection, Volume, VolumeMount, VolumeProjection,
+            ConfigMapProjection, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, KeyToPath,
+            PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource, SecretProjection, Volume, VolumeMount,
+            VolumeProjection,
         },
     },
     apimachinery::pkg::{
@@ -23,11 +24,14 @@ use k8s_openapi::{
 };
 use sha2::{Digest, Sha256};
 
-use super::meta::{TenantRef, suffix};
+use super::{
+    konnectivity as knp,
+    meta::{TenantRef, suffix},
+};
 use crate::{
     api::{
         TenantControlPlaneSpec,
-        tenant_control_plane::{DeploymentCustomisation, PerComponent},
+        tenant_control_plane::{DeploymentCustomisation, Konnectivity, PerComponent},
     },
     pki::catalog::{self, Component, Row},
 };
@@ -39,8 +43,6 @@ const PKI_DIR: &str = "/etc/kubernetes/pki";
 const KUBECONFIG_DIR: &str = "/etc/kubernetes";
 const CONTROLLER_MANAGER_PORT: i32 = 10257;
 const SCHEDULER_PORT: i32 = 10259;
-const KONNECTIVITY_ADMIN_PORT: i32 = 8133;
-const KONNECTIVITY_HEALTH_PORT: i32 = 8134;
 
 /// The rows that apply to a tenant, with or without the konnectivity addon (the
 /// control plane only runs on etcd DataStores, so the datastore row applies).
@@ -153,7 +155,7 @@ pub fn desired(
         scheduler(spec, &custom),
     ]);
     if let Some(addon) = spec.konnectivity() {
-        containers.push(konnectivity_server(tenant, spec, addon));
+        containers.push(konnectivity_server(spec, addon));
     }
     let mut volumes = custom.additional_volumes.clone();
     volumes.extend(
@@ -161,6 +163,9 @@ pub fn desired(
             .iter()
             .map(|component| files_volume(tenant, *component, konnectivity)),
     );
+    if konnectivity {
+        volumes.push(uds_volume());
+    }
     let selector = LabelSelector {
         match_labels: Some(tenant.pod_selector()),
         match_expressions: None,
@@ -378,6 +383,7 @@ const API_SERVER_MANAGED: &[&str] = &[
     "--etcd-keyfile",
     "--service-account-extend-token-expiration",
     "--service-account-max-token-expiration",
+    "--egress-selector-config-file",
 ];
 
 /// The containers of the pod.
@@ -407,7 +413,7 @@ fn files_volume(tenant: &TenantRef, component: Component, konnectivity: bool) ->
             });
         }
     }
-    let sources = by_secret
+    let mut sources: Vec<VolumeProjection> = by_secret
         .into_iter()
         .map(|(secret_suffix, items)| VolumeProjection {
             secret: Some(SecretProjection {
@@ -418,6 +424,9 @@ fn files_volume(tenant: &TenantRef, component: Component, konnectivity: bool) ->
             ..VolumeProjection::default()
         })
         .collect();
+    if konnectivity && component == Component::ApiServer {
+        sources.push(egress_selector_projection(tenant));
+    }
     Volume {
         name: volume_name(component),
         projected: Some(ProjectedVolumeSource {
@@ -426,6 +435,47 @@ fn files_volume(tenant: &TenantRef, component: Component, konnectivity: bool) ->
             ..ProjectedVolumeSource::default()
         }),
         ..Volume::default()
+    }
+}
+
+/// The egress selector configuration in the API server's files, at Kamaji's path
+/// (a file of the projected volume, not a mount inside the read-only one).
+fn egress_selector_projection(tenant: &TenantRef) -> VolumeProjection {
+    let path = knp::EGRESS_SELECTOR_CONFIG_FILE
+        .strip_prefix(&format!("{KUBECONFIG_DIR}/"))
+        .unwrap_or(knp::EGRESS_SELECTOR_CONFIG_FILE);
+    VolumeProjection {
+        config_map: Some(ConfigMapProjection {
+            name: tenant.object_name(knp::EGRESS_SELECTOR_SUFFIX),
+            items: Some(vec![KeyToPath {
+                key: knp::EGRESS_SELECTOR_KEY.into(),
+                path: path.into(),
+                ..KeyToPath::default()
+            }]),
+            optional: None,
+        }),
+        ..VolumeProjection::default()
+    }
+}
+
+/// The in-memory directory of the socket between the API server and konnectivity-server.
+fn uds_volume() -> Volume {
+    Volume {
+        name: knp::UDS_VOLUME.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".into()),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// The socket's directory, writable: the server creates the socket, the API server dials it.
+fn uds_mount() -> VolumeMount {
+    VolumeMount {
+        name: knp::UDS_VOLUME.into(),
+        mount_path: knp::UDS_DIR.into(),
+        ..VolumeMount::default()
     }
 }
 
@@ -556,6 +606,11 @@ fn api_server(
         ("tls-cert-file", pki("apiserver.crt")),
         ("tls-private-key-file", pki("apiserver.key")),
     ]);
+    let mut volume_mounts = mounts(custom, Component::ApiServer);
+    if let Some(egress) = egress_selector(spec) {
+        args.push(egress);
+        volume_mounts.push(uds_mount());
+    }
     Container {
         name: "kube-apiserver".into(),
         image: Some(image(&custom.registry_settings.api_server_image, spec, custom)),
@@ -575,9 +630,20 @@ fn api_server(
         liveness_probe: Some(https_probe("/livez", network.port, 8)),
         readiness_probe: Some(https_probe("/readyz", network.port, 3)),
         startup_probe: Some(https_probe("/livez", network.port, 24)),
-        volume_mounts: Some(mounts(custom, Component::ApiServer)),
+        volume_mounts: Some(volume_mounts),
         ..Container::default()
     }
+}
+
+/// With konnectivity, traffic to nodes goes through the konnectivity-server beside
+/// the API server: the flag naming its egress selector configuration.
+fn egress_selector(spec: &TenantControlPlaneSpec) -> Option<(&'static str, String)> {
+    spec.konnectivity().map(|_| {
+        (
+            "egress-selector-config-file",
+            knp::EGRESS_SELECTOR_CONFIG_FILE.to_string(),
+        )
+    })
 }
 
 fn controller_manager(
@@ -655,50 +721,65 @@ fn scheduler(spec: &TenantControlPlaneSpec, custom: &DeploymentCustomisation) ->
     }
 }
 
-fn konnectivity_server(
-    tenant: &TenantRef,
-    spec: &TenantControlPlaneSpec,
-    addon: &crate::api::tenant_control_plane::Konnectivity,
-) -> Container {
-    let kubeconfig = format!("{KUBECONFIG_DIR}/konnectivity-server.conf");
-    let image = spec.konnectivity_server_image().unwrap_or_default();
+/// konnectivity-server with Kamaji's flags: agents on the addon's port (TLS with the
+/// konnectivity certificate, whose names are the API server's), the API server on
+/// [`knp::UDS_NAME`] (gRPC, no TCP port), agent tokens of audience
+/// `system:konnectivity-server` for `kube-system/konnectivity-agent` reviewed with its
+/// kubeconfig. The user's `extraArgs` come first; ours replace any of the same name.
+/// No `--server-id`: each replica must have its own (a generated one), or agents
+/// would take every replica for the one they already reach.
+fn konnectivity_server(spec: &TenantControlPlaneSpec, addon: &Konnectivity) -> Container {
+    let server = &addon.server;
     let args = [
-        ("admin-port", KONNECTIVITY_ADMIN_PORT.to_string()),
-        ("agent-namespace", "kube-system".to_string()),
-        ("agent-port", addon.server.port.to_string()),
-        ("agent-service-account", "konnectivity-agent".to_string()),
-        (
-            "authentication-audience",
-            "system:konnectivity-server".to_string(),
-        ),
+        ("admin-port", knp::ADMIN_PORT.to_string()),
+        ("agent-namespace", knp::AGENT_NAMESPACE.to_string()),
+        ("agent-port", server.port.to_string()),
+        ("agent-service-account", knp::AGENT_NAME.to_string()),
+        ("authentication-audience", knp::SERVER_USER.to_string()),
         ("cluster-cert", pki("konnectivity/tls.crt")),
         ("cluster-key", pki("konnectivity/tls.key")),
-        ("health-port", KONNECTIVITY_HEALTH_PORT.to_string()),
-        ("kubeconfig", kubeconfig),
+        ("health-port", knp::HEALTH_PORT.to_string()),
+        ("kubeconfig", format!("{KUBECONFIG_DIR}/konnectivity-server.conf")),
         ("mode", "grpc".to_string()),
         (
             "server-count",
             spec.control_plane.deployment.replicas.max(1).to_string(),
         ),
-        ("server-id", tenant.name.clone()),
         ("server-port", "0".to_string()),
-        (
-            "uds-name",
-            "/run/konnectivity/konnectivity-server.socket".to_string(),
-        ),
+        ("uds-name", knp::UDS_NAME.to_string()),
     ];
+    let port = |name: &str, container_port: i32| ContainerPort {
+        name: Some(name.into()),
+        container_port,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    };
     Container {
         name: "konnectivity-server".into(),
-        image: Some(image),
+        image: Some(spec.konnectivity_server_image().unwrap_or_default()),
         command: Some(vec!["/proxy-server".into()]),
-        args: Some(flags(&args)),
-        ports: Some(vec![ContainerPort {
-            name: Some("konnectivity".into()),
-            container_port: addon.server.port,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
-        volume_mounts: Some(vec![files_mount(Component::Konnectivity)]),
+        args: Some(args_under_ours(flags(&args), &server.extra_args)),
+        ports: Some(vec![
+            port("agentport", server.port),
+            port("adminport", knp::ADMIN_PORT),
+            port("healthport", knp::HEALTH_PORT),
+        ]),
+        liveness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/healthz".into()),
+                port: IntOrString::Int(knp::HEALTH_PORT),
+                scheme: Some("HTTP".into()),
+                ..HTTPGetAction::default()
+            }),
+            initial_delay_seconds: Some(30),
+            timeout_seconds: Some(60),
+            period_seconds: Some(10),
+            failure_threshold: Some(3),
+            ..Probe::default()
+        }),
+        resources: server.resources.clone(),
+        security_context: server.security_context.clone(),
+        volume_mounts: Some(vec![files_mount(Component::Konnectivity), uds_mount()]),
         ..Container::default()
     }
 }
@@ -790,7 +871,7 @@ mod tests {
     }
 
     #[test]
-    fn every_mount_is_read_only_and_the_checksum_is_on_the_template() {
+    fn every_mount_but_the_konnectivity_socket_is_read_only_and_the_checksum_is_on_the_template() {
         let d = desired(
             &tenant("k8s-133", "default"),
             &spec(true),
@@ -809,6 +890,10 @@ mod tests {
         assert_eq!(pod.containers.len(), 4, "konnectivity-server runs with the addon");
         for c in &pod.containers {
             for m in c.volume_mounts.as_deref().unwrap_or_default() {
+                if m.name == knp::UDS_VOLUME {
+                    // The server creates its socket there; the API server dials it.
+                    continue;
+                }
                 assert_eq!(
                     m.read_only,
                     Some(true),
@@ -818,6 +903,82 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn with_konnectivity_the_api_server_sends_cluster_traffic_to_the_server_beside_it() {
+        let d = desired(
+            &tenant("k8s-133", "default"),
+            &spec(true),
+            &wiring(),
+            &TokenSettings::default(),
+            "abc",
+        );
+        let pod = d.spec.template.spec.as_ref().expect("pod");
+        let container = |name: &str| pod.containers.iter().find(|c| c.name == name).expect(name);
+        let api = container("kube-apiserver");
+        let args = api.args.clone().unwrap_or_default();
+        assert!(args.contains(&format!(
+            "--egress-selector-config-file={}",
+            knp::EGRESS_SELECTOR_CONFIG_FILE
+        )));
+        let server = container("konnectivity-server");
+        let server_args = server.args.clone().unwrap_or_default();
+        for arg in [
+            format!("--uds-name={}", knp::UDS_NAME),
+            "--server-port=0".to_string(),
+            "--mode=grpc".to_string(),
+            "--agent-port=8132".to_string(),
+            "--authentication-audience=system:konnectivity-server".to_string(),
+            "--kubeconfig=/etc/kubernetes/konnectivity-server.conf".to_string(),
+        ] {
+            assert!(server_args.contains(&arg), "{arg} in {server_args:?}");
+        }
+        assert!(
+            !server_args.iter().any(|a| a.starts_with("--server-id")),
+            "one id per replica"
+        );
+        // Both mount the socket's directory; the API server's files hold the configuration.
+        for c in [api, server] {
+            assert!(
+                c.volume_mounts
+                    .iter()
+                    .flatten()
+                    .any(|m| m.name == knp::UDS_VOLUME && m.mount_path == knp::UDS_DIR),
+                "{} mounts the socket",
+                c.name
+            );
+        }
+        let files = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "kube-apiserver-files")
+            .and_then(|v| v.projected.as_ref())
+            .expect("the API server's files");
+        let egress = files
+            .sources
+            .iter()
+            .flatten()
+            .find_map(|s| s.config_map.as_ref())
+            .expect("the egress selector ConfigMap");
+        assert_eq!(egress.name, "k8s-133-konnectivity-egress-selector-configuration");
+        let without = desired(
+            &tenant("k8s-133", "default"),
+            &spec(false),
+            &wiring(),
+            &TokenSettings::default(),
+            "abc",
+        );
+        let args = without.spec.template.spec.expect("pod").containers[0]
+            .args
+            .clone()
+            .unwrap_or_default();
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.starts_with("--egress-selector-config-file"))
+        );
     }
 
     /// A spec with Kamaji's Deployment field `key` set to `value`.

@@ -12,14 +12,17 @@ use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::{
     ByteString,
-    api::{apps::v1::Deployment, core::v1::Secret},
+    api::{
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Secret},
+    },
 };
 use time::OffsetDateTime;
 
 use super::{
     certificates::{self, DatastoreSource, Plan, Reason, Stored, StoredSecrets},
     datastore::{self, Resolved},
-    deployment, rotation, service,
+    deployment, konnectivity, rotation, service,
 };
 use crate::{
     api::{TenantControlPlaneSpec, datastore::Driver, labels},
@@ -35,6 +38,8 @@ pub struct Observed {
     pub service: Option<k8s_openapi::api::core::v1::Service>,
     /// The Deployment `<tcp>`.
     pub deployment: Option<Deployment>,
+    /// The ConfigMap `<tcp>-konnectivity-egress-selector-configuration`.
+    pub egress_selector: Option<ConfigMap>,
     /// The DataStore, or why it cannot be used.
     pub datastore: Result<Resolved, String>,
 }
@@ -95,6 +100,10 @@ pub enum Object {
     Secret(Box<Secret>),
     /// The Deployment `<tcp>`.
     Deployment(Box<Deployment>),
+    /// A ConfigMap `<tcp>-<suffix>` the pods mount (the konnectivity egress selector).
+    ConfigMap(Box<ConfigMap>),
+    /// A ConfigMap of ours no longer used (the addon was removed): deleted.
+    RemoveConfigMap(String),
 }
 
 impl std::fmt::Debug for Object {
@@ -103,6 +112,8 @@ impl std::fmt::Debug for Object {
         match self {
             Object::Service(s) => f.debug_tuple("Service").field(&s.metadata.name).finish(),
             Object::Deployment(d) => f.debug_tuple("Deployment").field(&d.metadata.name).finish(),
+            Object::ConfigMap(c) => f.debug_tuple("ConfigMap").field(&c.metadata.name).finish(),
+            Object::RemoveConfigMap(name) => f.debug_tuple("RemoveConfigMap").field(name).finish(),
             Object::Secret(s) => f
                 .debug_struct("Secret")
                 .field("name", &s.metadata.name)
@@ -255,10 +266,32 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
     }
     restore_metadata(tenant, observed, &stored, &written, &mut out);
 
+    let (before, after) = egress_selector(inputs, observed);
+    out.objects.extend(before);
     if let Some(deployment) = deployment_object(inputs, observed, &data, &written, &mut out) {
         out.objects.push(Object::Deployment(Box::new(deployment)));
     }
+    out.objects.extend(after);
     out
+}
+
+/// The konnectivity egress selector ConfigMap: applied before the Deployment that
+/// mounts it (with the addon), removed after the one that no longer does (without).
+fn egress_selector(inputs: &Inputs<'_>, observed: &Observed) -> (Option<Object>, Option<Object>) {
+    match inputs.spec.konnectivity() {
+        Some(_) => (
+            Some(Object::ConfigMap(Box::new(
+                konnectivity::egress_selector_config_map(inputs.tenant),
+            ))),
+            None,
+        ),
+        None => (
+            None,
+            observed.egress_selector.as_ref().map(|_| {
+                Object::RemoveConfigMap(inputs.tenant.object_name(konnectivity::EGRESS_SELECTOR_SUFFIX))
+            }),
+        ),
+    }
 }
 
 /// Whether a prepared CA rotation completes in this pass (`None`: none is prepared).

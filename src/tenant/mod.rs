@@ -10,6 +10,8 @@ pub mod deployment;
 pub mod derive;
 pub mod desired;
 pub mod etcd_access;
+pub mod konnectivity;
+pub mod konnectivity_agent;
 pub mod kubeadm_config;
 pub mod meta;
 pub mod node_credentials;

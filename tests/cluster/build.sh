@@ -9,7 +9,10 @@
 #   node     the node side of the tests: kubeadm, the kubelet, and
 #            kubelet-bootstrap (tests/cluster/cmd/kubelet-bootstrap: the kubelet's
 #            TLS bootstrap and certificate rotation, without a container runtime)
-#   test     everything `make test` uses: cluster, node and helm
+#   konnectivity  konnectivity's proxy-server and proxy-agent, from the published
+#            module sigs.k8s.io/apiserver-network-proxy (tests/cluster/konnectivity:
+#            a module of its own, see its tools.go)
+#   test     everything `make test` uses: cluster, node, konnectivity and helm
 #   BINARY   one binary of the tables below, by name
 #
 # promtool is not built: it is the Debian package `prometheus` (.ci/run installs it).
@@ -37,6 +40,8 @@ bin="$cache_root/bin"
 module_pin=$(cat "$here/go.mod" "$here/go.sum" <(sed '/^# --- tools installed by version/,$d' "$here/versions.env") \
   "$here/cmd/etcd/main.go" | sha256sum | cut -c1-16)
 node_pin=$(cat <(echo "$module_pin") "$here/node-extra.sum" | sha256sum | cut -c1-16)
+# konnectivity's module pins nothing the Kubernetes binaries use, and the reverse.
+konnectivity_pin=$(cat "$here/konnectivity/go.mod" "$here/konnectivity/go.sum" | sha256sum | cut -c1-16)
 
 mkdir -p "$bin"
 log() { echo "cluster-build: $*" >&2; }
@@ -59,7 +64,8 @@ k8s_ldflags="-s -w \
   -X k8s.io/client-go/pkg/version.gitMajor=${KUBERNETES_VERSION_MAJOR} \
   -X k8s.io/client-go/pkg/version.gitMinor=${KUBERNETES_VERSION_MINOR}"
 
-# name|package|ldflags|module (go.mod, or node: go.mod with node-extra.sum)|set
+# name|package|ldflags|module (go.mod; node: go.mod with node-extra.sum;
+# konnectivity: tests/cluster/konnectivity/go.mod)|set
 targets=(
   "etcd|./cmd/etcd||go.mod|cluster"
   "kube-apiserver|k8s.io/kubernetes/cmd/kube-apiserver|k8s|go.mod|cluster"
@@ -69,6 +75,9 @@ targets=(
   "kubeadm|k8s.io/kubernetes/cmd/kubeadm|k8s|node|node"
   "kubelet-bootstrap|./cmd/kubelet-bootstrap|k8s|node|node"
   "kubelet|k8s.io/kubernetes/cmd/kubelet|k8s|node|node"
+  # The names of the binaries in konnectivity's images (/proxy-server, /proxy-agent).
+  "proxy-server|sigs.k8s.io/apiserver-network-proxy/cmd/server||konnectivity|konnectivity"
+  "proxy-agent|sigs.k8s.io/apiserver-network-proxy/cmd/agent||konnectivity|konnectivity"
 )
 # Tools whose go.mod is free of replace directives install by version, pinned
 # in versions.env and checked against the checksum database.
@@ -85,7 +94,7 @@ wanted() {
   for arg in "${requested[@]}"; do
     case $arg in
       "$name" | "$set" | all) return 0 ;;
-      test) [[ "$set" == cluster || "$set" == node || "$set" == test ]] && return 0 ;;
+      test) [[ "$set" == cluster || "$set" == node || "$set" == konnectivity || "$set" == test ]] && return 0 ;;
     esac
   done
   return 1
@@ -95,12 +104,12 @@ requested=("$@")
 ((${#requested[@]})) || requested=(test)
 for arg in "${requested[@]}"; do
   known=0
-  case $arg in cluster | node | test | all) known=1 ;; esac
+  case $arg in cluster | node | konnectivity | test | all) known=1 ;; esac
   for row in "${targets[@]}" "${tools[@]}"; do
     [[ "${row%%|*}" == "$arg" ]] && known=1
   done
   if ((!known)); then
-    log "unknown set or binary: $arg (sets: cluster node test all)"
+    log "unknown set or binary: $arg (sets: cluster node konnectivity test all)"
     exit 2
   fi
 done
@@ -140,9 +149,12 @@ node_modfile() {
 }
 
 build_in_module() {
-  local name=$1 pkg=$2 flags=$3 module=$4 pin=$module_pin modflag=()
+  local name=$1 pkg=$2 flags=$3 module=$4 pin=$module_pin modflag=() dir=$here
   step=$((step + 1))
-  if [[ "$module" == node ]]; then
+  if [[ "$module" == konnectivity ]]; then
+    pin=$konnectivity_pin
+    dir=$here/konnectivity
+  elif [[ "$module" == node ]]; then
     # Our own programs are keyed by their sources too.
     if [[ "$pkg" == ./cmd/* ]]; then
       pin=$(cat <(echo "$node_pin") "$here/${pkg#./}"/*.go | sha256sum | cut -c1-16)
@@ -155,7 +167,7 @@ build_in_module() {
   log "[$step/$total] building $name ($pkg) ... ($((SECONDS - start))s elapsed)"
   local ldflags="-s -w"
   [[ "$flags" == k8s ]] && ldflags=$k8s_ldflags
-  (cd "$here" && CGO_ENABLED=0 go build "${modflag[@]}" -trimpath -ldflags "$ldflags" -o "$bin/$name.tmp" "$pkg")
+  (cd "$dir" && CGO_ENABLED=0 go build "${modflag[@]}" -trimpath -ldflags "$ldflags" -o "$bin/$name.tmp" "$pkg")
   mv "$bin/$name.tmp" "$bin/$name"
   echo "$pin" >"$bin/.$name.pin"
 }

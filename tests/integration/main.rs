@@ -14,6 +14,7 @@ mod helm;
 mod kamaji_chart;
 mod kamaji_manifests;
 mod kamaji_metrics;
+mod konnectivity;
 mod leader;
 mod lifecycle;
 mod ownership;

@@ -485,6 +485,7 @@ pub fn assert_chain(dir: &Path, ca: &[u8], leaf: &[u8], what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+pub mod konnectivity;
 pub mod probe;
 pub mod tenant;
 

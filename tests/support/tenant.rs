@@ -17,7 +17,7 @@ use std::{
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{Container, Secret},
+    core::v1::{ConfigMap, Container, Secret},
 };
 use kamaji::controllers::tenant_control_plane::etcd_client::{ClientTls, EtcdClient};
 use kamaji::{
@@ -376,12 +376,17 @@ impl TenantEnv {
 
     /// Creates a TenantControlPlane at `127.0.0.1:<free port>` on the DataStore.
     pub fn create_tenant(&self, name: &str) -> Tenant {
+        self.create_tenant_with(name, "")
+    }
+
+    /// [`Self::create_tenant`] with more of the spec (YAML lines indented under `spec:`).
+    pub fn create_tenant_with(&self, name: &str, more_spec: &str) -> Tenant {
         let port = free_port();
         let manifest = format!(
             "apiVersion: kamaji.clastix.io/v1alpha1\nkind: TenantControlPlane\nmetadata:\n  name: {name}\nspec:\n  \
              dataStore: {datastore}\n  controlPlane:\n    deployment:\n      replicas: 1\n    service:\n      \
              serviceType: ClusterIP\n  kubernetes:\n    version: {VERSION}\n  networkProfile:\n    \
-             address: 127.0.0.1\n    port: {port}\n",
+             address: 127.0.0.1\n    port: {port}\n{more_spec}",
             datastore = self.datastore
         );
         let applied = kubectl_apply(&self.namespace, &manifest);
@@ -639,6 +644,7 @@ impl TenantEnv {
             .await
             .expect("the tenant Deployment");
         let secrets = self.secrets(client, tenant).await;
+        let config_maps = self.config_maps(client, tenant).await;
         let ca: BTreeMap<String, Vec<u8>> = secrets
             .get(&tenant.secret("ca"))
             .and_then(|s| s.data.clone())
@@ -648,8 +654,13 @@ impl TenantEnv {
         let pod = Pod {
             deployment: &deployment,
             secrets: &secrets,
+            config_maps: &config_maps,
             root: &root,
         };
+        // First, so its socket is there when the API server sends traffic to nodes.
+        let konnectivity = pod
+            .has_container("konnectivity-server")
+            .then(|| start_konnectivity_server(&pod, &root));
 
         let mut args = pod.container_args("kube-apiserver");
         assert!(
@@ -693,6 +704,7 @@ impl TenantEnv {
         let mut plane = ControlPlane {
             apiserver,
             controller_manager,
+            konnectivity,
             root,
             generation: deployment.metadata.generation.unwrap_or_default(),
         };
@@ -820,6 +832,20 @@ impl TenantEnv {
         .await;
     }
 
+    async fn config_maps(&self, client: &Client, tenant: &Tenant) -> BTreeMap<String, ConfigMap> {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
+        let list = api
+            .list(
+                &kube::api::ListParams::default().labels(&format!("kamaji.clastix.io/name={}", tenant.name)),
+            )
+            .await
+            .expect("listing the tenant's ConfigMaps");
+        list.items
+            .into_iter()
+            .filter_map(|m| Some((m.metadata.name.clone()?, m)))
+            .collect()
+    }
+
     async fn secrets(&self, client: &Client, tenant: &Tenant) -> BTreeMap<String, Secret> {
         let api: Api<Secret> = Api::namespaced(client.clone(), &self.namespace);
         let list = api
@@ -888,6 +914,8 @@ pub struct ControlPlane {
     pub apiserver: Process,
     /// kube-controller-manager, when asked for.
     pub controller_manager: Option<Process>,
+    /// konnectivity-server, when the Deployment runs one (the konnectivity addon).
+    pub konnectivity: Option<Process>,
     /// Where its files are, laid out as the pod mounts them.
     pub root: PathBuf,
     /// The Deployment generation whose pod template it runs.
@@ -901,6 +929,9 @@ impl ControlPlane {
         if let Some(cm) = self.controller_manager.as_mut() {
             cm.assert_running();
         }
+        if let Some(server) = self.konnectivity.as_mut() {
+            server.assert_running();
+        }
     }
 
     /// The end of each component's log (for assertion messages).
@@ -909,8 +940,29 @@ impl ControlPlane {
         if let Some(cm) = &self.controller_manager {
             text.push_str(&format!("\n--- kube-controller-manager ---\n{}", cm.log_tail()));
         }
+        if let Some(server) = &self.konnectivity {
+            text.push_str(&format!("\n--- konnectivity-server ---\n{}", server.log_tail()));
+        }
         text
     }
+}
+
+/// konnectivity-server from the Deployment's container (the real binary, built from
+/// its published module), its agent port the addon's on 127.0.0.1, its admin and
+/// health ports free ones.
+fn start_konnectivity_server(pod: &Pod<'_>, root: &Path) -> Process {
+    let mut args = pod.container_args("konnectivity-server");
+    set_flags(
+        &mut args,
+        &[
+            ("agent-bind-address", "127.0.0.1".into()),
+            ("admin-bind-address", "127.0.0.1".into()),
+            ("admin-port", free_port().to_string()),
+            ("health-bind-address", "127.0.0.1".into()),
+            ("health-port", free_port().to_string()),
+        ],
+    );
+    Process::start("konnectivity-server", &super::built("proxy-server"), &args, root)
 }
 
 fn secret_data(secrets: &BTreeMap<String, Secret>, name: &str, key: &str) -> Vec<u8> {
@@ -926,13 +978,57 @@ fn secret_data(secrets: &BTreeMap<String, Secret>, name: &str, key: &str) -> Vec
 struct Pod<'a> {
     deployment: &'a Deployment,
     secrets: &'a BTreeMap<String, Secret>,
+    config_maps: &'a BTreeMap<String, ConfigMap>,
     root: &'a Path,
 }
 
+/// Where a file of a volume comes from.
+enum FileSource {
+    Secret(String),
+    ConfigMap(String),
+}
+
+/// A volume as the kubelet fills it: files (source, key, relative path), or an empty directory.
+type VolumeFiles = Vec<(FileSource, String, String)>;
+
 impl Pod<'_> {
-    /// Writes the files `container` mounts (Secret volumes, projected or not, with
-    /// their items and subPaths) under the root, and returns its command-line flags
-    /// with every mount path moved there.
+    /// The files of each volume of the pod, by volume name.
+    fn volumes(&self) -> BTreeMap<String, VolumeFiles> {
+        let pod = self.deployment.spec.template.spec.as_ref().expect("pod spec");
+        let mut volumes = BTreeMap::new();
+        for volume in pod.volumes.iter().flatten() {
+            let mut files = Vec::new();
+            let mut add =
+                |source: &dyn Fn() -> FileSource,
+                 items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>| {
+                    for item in items.into_iter().flatten() {
+                        files.push((source(), item.key.clone(), item.path.clone()));
+                    }
+                };
+            if let Some(secret) = &volume.secret {
+                let name = secret.secret_name.clone().unwrap_or_default();
+                add(&|| FileSource::Secret(name.clone()), secret.items.as_ref());
+            }
+            if let Some(map) = &volume.config_map {
+                add(&|| FileSource::ConfigMap(map.name.clone()), map.items.as_ref());
+            }
+            for source in volume.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+                if let Some(secret) = &source.secret {
+                    add(&|| FileSource::Secret(secret.name.clone()), secret.items.as_ref());
+                }
+                if let Some(map) = &source.config_map {
+                    add(&|| FileSource::ConfigMap(map.name.clone()), map.items.as_ref());
+                }
+            }
+            volumes.insert(volume.name.clone(), files);
+        }
+        volumes
+    }
+
+    /// Writes the files `container` mounts (Secret and ConfigMap volumes, projected or
+    /// not, with their items and subPaths; empty directories) under the root, and
+    /// returns its command-line flags with every mount path moved there. Paths in
+    /// ConfigMap files are moved too (the egress selector's socket).
     fn container_args(&self, container: &str) -> Vec<String> {
         let pod = self.deployment.spec.template.spec.as_ref().expect("pod spec");
         let c: &Container = pod
@@ -940,68 +1036,80 @@ impl Pod<'_> {
             .iter()
             .find(|c| c.name == container)
             .unwrap_or_else(|| panic!("the Deployment has no {container} container"));
-        // volume name -> [(secret name, key, relative path)]
-        let mut volumes: BTreeMap<&str, Vec<(String, String, String)>> = BTreeMap::new();
-        for volume in pod.volumes.iter().flatten() {
-            let mut files = Vec::new();
-            let mut add = |secret: &str, items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>| {
-                for item in items.into_iter().flatten() {
-                    files.push((secret.to_string(), item.key.clone(), item.path.clone()));
-                }
-            };
-            if let Some(secret) = &volume.secret {
-                add(
-                    secret.secret_name.as_deref().unwrap_or_default(),
-                    secret.items.as_ref(),
-                );
-            }
-            for source in volume.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
-                if let Some(secret) = &source.secret {
-                    add(&secret.name, secret.items.as_ref());
-                }
-            }
-            volumes.insert(volume.name.as_str(), files);
-        }
-        let mut moves = Vec::new();
+        let volumes = self.volumes();
+        let mut moves: Vec<(String, String)> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| {
+                let at = self.root.join(m.mount_path.trim_start_matches('/'));
+                (m.mount_path.clone(), at.display().to_string())
+            })
+            .collect();
+        // Longest mount paths first, so /etc/kubernetes/pki/x is not moved by a shorter prefix.
+        moves.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+        let moved = |value: &str| {
+            moves
+                .iter()
+                .find(|(from, _)| value == from || value.starts_with(&format!("{from}/")))
+                .map(|(from, to)| format!("{to}{}", &value[from.len()..]))
+        };
         for mount in c.volume_mounts.iter().flatten() {
             let files = volumes
-                .get(mount.name.as_str())
+                .get(&mount.name)
                 .unwrap_or_else(|| panic!("{container} mounts unknown volume {}", mount.name));
             let at = self.root.join(mount.mount_path.trim_start_matches('/'));
-            for (secret, key, path) in files {
+            fs::create_dir_all(&at).expect("creating a mount point");
+            for (source, key, path) in files {
                 let target = match mount.sub_path.as_deref() {
                     Some(sub) if sub == path => at.clone(),
                     Some(_) => continue,
                     None => at.join(path),
                 };
+                let bytes = match source {
+                    FileSource::Secret(name) => secret_data(self.secrets, name, key),
+                    FileSource::ConfigMap(name) => {
+                        let text = config_map_data(self.config_maps, name, key);
+                        text.split(' ')
+                            .map(|word| moved(word).unwrap_or_else(|| word.to_string()))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                            .into_bytes()
+                    }
+                };
                 write(
                     target.parent().expect("a parent directory"),
                     &target.file_name().expect("a file name").to_string_lossy(),
-                    &secret_data(self.secrets, secret, key),
+                    &bytes,
                 );
             }
-            moves.push((mount.mount_path.clone(), at.display().to_string()));
         }
-        // Longest mount paths first, so /etc/kubernetes/pki/x is not moved by a shorter prefix.
-        moves.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
         c.args
             .iter()
             .flatten()
             .map(|arg| match arg.split_once('=') {
-                Some((flag, value)) => {
-                    let moved = moves
-                        .iter()
-                        .find(|(from, _)| value == from || value.starts_with(&format!("{from}/")))
-                        .map(|(from, to)| format!("{to}{}", &value[from.len()..]));
-                    match moved {
-                        Some(v) => format!("{flag}={v}"),
-                        None => arg.clone(),
-                    }
-                }
+                Some((flag, value)) => match moved(value) {
+                    Some(v) => format!("{flag}={v}"),
+                    None => arg.clone(),
+                },
                 None => arg.clone(),
             })
             .collect()
     }
+
+    /// Whether the pod runs this container.
+    fn has_container(&self, container: &str) -> bool {
+        let pod = self.deployment.spec.template.spec.as_ref().expect("pod spec");
+        pod.containers.iter().any(|c| c.name == container)
+    }
+}
+
+fn config_map_data(maps: &BTreeMap<String, ConfigMap>, name: &str, key: &str) -> String {
+    maps.get(name)
+        .and_then(|m| m.data.as_ref())
+        .and_then(|d| d.get(key))
+        .cloned()
+        .unwrap_or_else(|| panic!("configmap {name} has no key {key}"))
 }
 
 /// Replaces (or adds) `--flag=value` for each pair.

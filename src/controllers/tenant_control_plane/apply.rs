@@ -2,10 +2,13 @@
 //! apply and our one field manager. Secrets are updated in place, never deleted
 //! and recreated.
 
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Secret};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{ConfigMap, Secret},
+};
 use kube::{
     Api, ResourceExt,
-    api::{Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams},
 };
 
 use crate::{
@@ -47,9 +50,30 @@ pub async fn apply(
                     .to_string();
                 observed.secrets.insert(suffix, applied);
             }
+            Object::ConfigMap(map) => {
+                let name = map.name_any();
+                let applied: ConfigMap = patch(ctx, ns, &name, "configmap", map.as_ref(), &params).await?;
+                observed.egress_selector = Some(applied);
+            }
+            Object::RemoveConfigMap(name) => {
+                remove_config_map(ctx, ns, name).await?;
+                observed.egress_selector = None;
+            }
         }
     }
     Ok(observed)
+}
+
+/// Deletes a ConfigMap of the tenant; one already gone is fine.
+async fn remove_config_map(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
+    let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(Error::kube("delete", format!("configmap {namespace}/{name}"))(
+            error,
+        )),
+    }
 }
 
 async fn patch<K>(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use futures::future::try_join_all;
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{Secret, Service},
+    core::v1::{ConfigMap, Secret, Service},
 };
 use kube::Api;
 
@@ -18,6 +18,7 @@ use crate::{
     pki::catalog,
     tenant::{
         desired::Observed,
+        konnectivity,
         meta::{TenantRef, suffix},
     },
 };
@@ -35,7 +36,10 @@ pub async fn observe(ctx: &Context, tcp: &TenantControlPlane, tenant: &TenantRef
     let secrets = secrets(ctx, tenant);
     let service = get::<Service>(ctx, tenant, &tenant.name, "service");
     let deployment = get::<Deployment>(ctx, tenant, &tenant.name, "deployment");
-    let (secrets, service, deployment) = futures::try_join!(secrets, service, deployment)?;
+    let egress_name = tenant.object_name(konnectivity::EGRESS_SELECTOR_SUFFIX);
+    let egress_selector = get::<ConfigMap>(ctx, tenant, &egress_name, "configmap");
+    let (secrets, service, deployment, egress_selector) =
+        futures::try_join!(secrets, service, deployment, egress_selector)?;
     let datastore = match datastore::resolve(ctx, tcp).await {
         Ok(resolved) => Ok(resolved),
         Err(error @ Error::Kube { .. }) => return Err(error),
@@ -45,6 +49,7 @@ pub async fn observe(ctx: &Context, tcp: &TenantControlPlane, tenant: &TenantRef
         secrets,
         service,
         deployment,
+        egress_selector,
         datastore,
     })
 }

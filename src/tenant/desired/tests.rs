@@ -98,6 +98,7 @@ fn provisioned(ca: &Authority) -> Observed {
         secrets: BTreeMap::new(),
         service: None,
         deployment: None,
+        egress_selector: None,
         datastore: Ok(resolved(ca)),
     };
     let first = run(&empty);
@@ -116,6 +117,7 @@ fn provisioned(ca: &Authority) -> Observed {
         secrets: stored,
         service: None,
         deployment: deployment_of(&first).cloned(),
+        egress_selector: None,
         datastore: Ok(resolved(ca)),
     }
 }
@@ -243,6 +245,7 @@ fn without_an_address_only_the_service_is_applied() {
         secrets: BTreeMap::new(),
         service: None,
         deployment: None,
+        egress_selector: None,
         datastore: Ok(resolved(&ca)),
     };
     let out = desired(
@@ -284,4 +287,74 @@ fn debug_output_names_objects_and_data_keys_but_never_key_material() {
         !plan_input.contains("PRIVATE KEY"),
         "key material in Debug output"
     );
+}
+
+fn run_with(spec: &TenantControlPlaneSpec, observed: &Observed) -> Desired {
+    let tenant = tenant("k8s-133", "default");
+    desired(
+        &Inputs {
+            tenant: &tenant,
+            spec,
+            provisioned: true,
+            params: params(),
+            batch_window: Duration::from_secs(2),
+            tokens: deployment::TokenSettings::default(),
+            ca_rotation: Default::default(),
+            superseded_groups_granted: true,
+        },
+        observed,
+    )
+}
+
+/// Where the egress selector ConfigMap comes in the apply order (or its removal).
+fn egress_positions(out: &Desired) -> (Option<usize>, Option<usize>, Option<usize>) {
+    let at = |f: &dyn Fn(&Object) -> bool| out.objects.iter().position(f);
+    (
+        at(&|o| matches!(o, Object::ConfigMap(_))),
+        at(&|o| matches!(o, Object::Deployment(_))),
+        at(&|o| matches!(o, Object::RemoveConfigMap(_))),
+    )
+}
+
+#[test]
+fn the_egress_selector_config_map_comes_before_the_deployment_and_goes_after_it() {
+    let ca = datastore_ca();
+    let empty = Observed {
+        secrets: BTreeMap::new(),
+        service: None,
+        deployment: None,
+        egress_selector: None,
+        datastore: Ok(resolved(&ca)),
+    };
+    let mut with_addon = spec();
+    with_addon.addons = Some(crate::api::tenant_control_plane::Addons {
+        konnectivity: Some(Default::default()),
+        ..Default::default()
+    });
+    let (config_map, deployment, removal) = egress_positions(&run_with(&with_addon, &empty));
+    assert!(
+        config_map.is_some() && config_map < deployment,
+        "{config_map:?} {deployment:?}"
+    );
+    assert_eq!(removal, None);
+
+    // The addon removed: the stored ConfigMap goes, after the Deployment that stops mounting it.
+    let with_config_map = Observed {
+        egress_selector: Some(konnectivity::egress_selector_config_map(&tenant(
+            "k8s-133", "default",
+        ))),
+        ..empty
+    };
+    let (config_map, deployment, removal) = egress_positions(&run_with(&spec(), &with_config_map));
+    assert_eq!(config_map, None);
+    assert!(
+        removal.is_some() && removal > deployment,
+        "{removal:?} {deployment:?}"
+    );
+    // Nothing stored, nothing to remove.
+    let nothing = Observed {
+        egress_selector: None,
+        ..with_config_map
+    };
+    assert_eq!(egress_positions(&run_with(&spec(), &nothing)).2, None);
 }
