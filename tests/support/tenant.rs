@@ -15,13 +15,11 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{Container, Secret},
-};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Secret};
 use kamaji::controllers::tenant_control_plane::etcd_client::{ClientTls, EtcdClient};
 use kamaji::{
     api::{TenantControlPlane, rotation::CaRotationPhase, tenant_control_plane::KubernetesVersionStatus},
+    dev::pod::{self, set_flags},
     pki::{
         Authority, IssueParams, LeafRequest,
         catalog::Usage,
@@ -606,6 +604,28 @@ impl TenantEnv {
             .await
     }
 
+    /// The tenant's whole control plane as its pod runs it: kube-apiserver,
+    /// kube-controller-manager (every controller the Deployment enables) and
+    /// kube-scheduler, with the Deployment's flags and only the changes `kamaji dev
+    /// control-plane` makes to run them on 127.0.0.1 ([`pod::local_flags`]).
+    pub async fn start_whole_control_plane(&self, client: &Client, tenant: &Tenant) -> ControlPlane {
+        let mut plane = self.start_control_plane(client, tenant, false).await;
+        let deployment = Api::<Deployment>::namespaced(client.clone(), &self.namespace)
+            .get(&tenant.name)
+            .await
+            .expect("the tenant Deployment");
+        let secrets = self.secrets(client, tenant).await;
+        let root = plane.root.clone();
+        let start = |name: &str| {
+            let mut args = container_args(&deployment, &secrets, name, &root);
+            set_flags(&mut args, &pod::local_flags(name, &root));
+            Process::start(name, &self.bin.join(name), &args, &root)
+        };
+        plane.controller_manager = Some(start("kube-controller-manager"));
+        plane.scheduler = Some(start("kube-scheduler"));
+        plane
+    }
+
     /// [`Self::start_control_plane`], the controller-manager (when `Some`) run with
     /// these flags replacing the Deployment's (e.g. a short `cluster-signing-duration`
     /// so a kubelet's certificate rotation happens within a test).
@@ -645,13 +665,7 @@ impl TenantEnv {
             .map(|d| d.into_iter().map(|(k, v)| (k, v.0)).collect())
             .unwrap_or_default();
         seen(&ca);
-        let pod = Pod {
-            deployment: &deployment,
-            secrets: &secrets,
-            root: &root,
-        };
-
-        let mut args = pod.container_args("kube-apiserver");
+        let mut args = container_args(&deployment, &secrets, "kube-apiserver", &root);
         assert!(
             args.contains(&format!("--secure-port={}", tenant.port)),
             "the Deployment serves on the TCP port: {args:?}"
@@ -668,7 +682,7 @@ impl TenantEnv {
         let apiserver = Process::start("kube-apiserver", &self.bin.join("kube-apiserver"), &args, &root);
 
         let controller_manager = controller_manager_flags.map(|extra| {
-            let mut args = pod.container_args("kube-controller-manager");
+            let mut args = container_args(&deployment, &secrets, "kube-controller-manager", &root);
             set_flags(
                 &mut args,
                 &[
@@ -693,6 +707,7 @@ impl TenantEnv {
         let mut plane = ControlPlane {
             apiserver,
             controller_manager,
+            scheduler: None,
             root,
             generation: deployment.metadata.generation.unwrap_or_default(),
         };
@@ -768,6 +783,38 @@ impl TenantEnv {
             assert!(tokio::time::Instant::now() < deadline, "{what}: not within 240s");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// kwok on the tenant, with this kubeconfig, as tests/cluster/up.sh runs it on the
+    /// management cluster: it plays the Stages of tests/cluster/kwok/stages on the
+    /// tenant's Nodes annotated `kwok.x-k8s.io/node=fake` and their pods (Ready at
+    /// once, no container runtime), addresses 127.0.0.1, pod IPs from the tenant's
+    /// default pod CIDR. It serves no port of its own.
+    pub fn start_kwok(&self, kubeconfig: &Path) -> Process {
+        let stages = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/kwok/stages");
+        let mut files: Vec<String> = fs::read_dir(&stages)
+            .expect("tests/cluster/kwok/stages")
+            .filter_map(|e| Some(e.ok()?.path().display().to_string()))
+            .filter(|p| p.ends_with(".yaml"))
+            .collect();
+        files.sort();
+        let workdir = self.dir().join("kwok");
+        fs::create_dir_all(&workdir).expect("kwok's work directory");
+        let mut command = Command::new(self.bin.join("kwok"));
+        command
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg(format!("--config={}", files.join(",")))
+            .args([
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--manage-nodes-with-label-selector=",
+                "--node-lease-duration-seconds=40",
+                "--node-ip=127.0.0.1",
+                "--cidr=10.244.0.0/16",
+            ])
+            // Keeps it from reading the user's ~/.kwok/kwok.yaml.
+            .env("KWOK_WORKDIR", &workdir);
+        Process::start_command("kwok", command, self.dir())
     }
 
     /// `kubectl annotate secret <tcp>-ca certs.kamaji.clastix.io/rotate=""`: a CA rotation.
@@ -888,6 +935,8 @@ pub struct ControlPlane {
     pub apiserver: Process,
     /// kube-controller-manager, when asked for.
     pub controller_manager: Option<Process>,
+    /// kube-scheduler, when asked for.
+    pub scheduler: Option<Process>,
     /// Where its files are, laid out as the pod mounts them.
     pub root: PathBuf,
     /// The Deployment generation whose pod template it runs.
@@ -898,8 +947,11 @@ impl ControlPlane {
     /// Panics with the logs if a component exited.
     pub fn assert_running(&mut self) {
         self.apiserver.assert_running();
-        if let Some(cm) = self.controller_manager.as_mut() {
-            cm.assert_running();
+        for process in [&mut self.controller_manager, &mut self.scheduler]
+            .into_iter()
+            .flatten()
+        {
+            process.assert_running();
         }
     }
 
@@ -909,106 +961,26 @@ impl ControlPlane {
         if let Some(cm) = &self.controller_manager {
             text.push_str(&format!("\n--- kube-controller-manager ---\n{}", cm.log_tail()));
         }
+        if let Some(scheduler) = &self.scheduler {
+            text.push_str(&format!("\n--- kube-scheduler ---\n{}", scheduler.log_tail()));
+        }
         text
     }
 }
 
 fn secret_data(secrets: &BTreeMap<String, Secret>, name: &str, key: &str) -> Vec<u8> {
-    secrets
-        .get(name)
-        .and_then(|s| s.data.as_ref())
-        .and_then(|d| d.get(key))
-        .map(|v| v.0.clone())
-        .unwrap_or_else(|| panic!("secret {name} has no key {key}"))
+    pod::secret_data(secrets, name, key)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_vec()
 }
 
-/// The control-plane pod as the kubelet would set it up, under `root`.
-struct Pod<'a> {
-    deployment: &'a Deployment,
-    secrets: &'a BTreeMap<String, Secret>,
-    root: &'a Path,
-}
-
-impl Pod<'_> {
-    /// Writes the files `container` mounts (Secret volumes, projected or not, with
-    /// their items and subPaths) under the root, and returns its command-line flags
-    /// with every mount path moved there.
-    fn container_args(&self, container: &str) -> Vec<String> {
-        let pod = self.deployment.spec.template.spec.as_ref().expect("pod spec");
-        let c: &Container = pod
-            .containers
-            .iter()
-            .find(|c| c.name == container)
-            .unwrap_or_else(|| panic!("the Deployment has no {container} container"));
-        // volume name -> [(secret name, key, relative path)]
-        let mut volumes: BTreeMap<&str, Vec<(String, String, String)>> = BTreeMap::new();
-        for volume in pod.volumes.iter().flatten() {
-            let mut files = Vec::new();
-            let mut add = |secret: &str, items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>| {
-                for item in items.into_iter().flatten() {
-                    files.push((secret.to_string(), item.key.clone(), item.path.clone()));
-                }
-            };
-            if let Some(secret) = &volume.secret {
-                add(
-                    secret.secret_name.as_deref().unwrap_or_default(),
-                    secret.items.as_ref(),
-                );
-            }
-            for source in volume.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
-                if let Some(secret) = &source.secret {
-                    add(&secret.name, secret.items.as_ref());
-                }
-            }
-            volumes.insert(volume.name.as_str(), files);
-        }
-        let mut moves = Vec::new();
-        for mount in c.volume_mounts.iter().flatten() {
-            let files = volumes
-                .get(mount.name.as_str())
-                .unwrap_or_else(|| panic!("{container} mounts unknown volume {}", mount.name));
-            let at = self.root.join(mount.mount_path.trim_start_matches('/'));
-            for (secret, key, path) in files {
-                let target = match mount.sub_path.as_deref() {
-                    Some(sub) if sub == path => at.clone(),
-                    Some(_) => continue,
-                    None => at.join(path),
-                };
-                write(
-                    target.parent().expect("a parent directory"),
-                    &target.file_name().expect("a file name").to_string_lossy(),
-                    &secret_data(self.secrets, secret, key),
-                );
-            }
-            moves.push((mount.mount_path.clone(), at.display().to_string()));
-        }
-        // Longest mount paths first, so /etc/kubernetes/pki/x is not moved by a shorter prefix.
-        moves.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
-        c.args
-            .iter()
-            .flatten()
-            .map(|arg| match arg.split_once('=') {
-                Some((flag, value)) => {
-                    let moved = moves
-                        .iter()
-                        .find(|(from, _)| value == from || value.starts_with(&format!("{from}/")))
-                        .map(|(from, to)| format!("{to}{}", &value[from.len()..]));
-                    match moved {
-                        Some(v) => format!("{flag}={v}"),
-                        None => arg.clone(),
-                    }
-                }
-                None => arg.clone(),
-            })
-            .collect()
-    }
-}
-
-/// Replaces (or adds) `--flag=value` for each pair.
-fn set_flags(args: &mut Vec<String>, flags: &[(&str, String)]) {
-    for (flag, value) in flags {
-        let prefix = format!("--{flag}=");
-        args.retain(|a| !a.starts_with(&prefix));
-        args.push(format!("{prefix}{value}"));
-    }
+/// The flags of `container`, its files laid out under `root` as the pod mounts them.
+fn container_args(
+    deployment: &Deployment,
+    secrets: &BTreeMap<String, Secret>,
+    container: &str,
+    root: &Path,
+) -> Vec<String> {
+    pod::lay_out(deployment, secrets, container, root)
+        .unwrap_or_else(|e| panic!("laying out {container}: {e}"))
 }
