@@ -51,29 +51,41 @@ pub struct ControlPlaneArgs {
 struct Running {
     generation: i64,
     root: PathBuf,
-    children: Vec<(&'static str, Child)>,
+    components: Vec<Component>,
+}
+
+/// One container of the pod, run as a process.
+struct Component {
+    name: &'static str,
+    flags: Vec<String>,
+    child: Child,
 }
 
 impl Running {
     /// Stops every process (SIGKILL: the pod is being replaced) and removes its files,
     /// which hold private keys.
     async fn stop(mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill().await;
+        for component in &mut self.components {
+            let _ = component.child.kill().await;
         }
         let _ = std::fs::remove_dir_all(&self.root);
     }
 
-    /// The first component that exited, with its status.
-    fn exited(&mut self) -> Option<String> {
-        self.children.iter_mut().find_map(|(name, child)| {
-            let status = child.try_wait().ok().flatten()?;
-            Some(format!("{name} exited ({status})"))
-        })
+    /// Starts again each component that exited, as the kubelet restarts a container
+    /// (a controller-manager started before its API server serves gives up after
+    /// a few seconds).
+    fn restart_exited(&mut self, args: &ControlPlaneArgs) -> anyhow::Result<()> {
+        for component in &mut self.components {
+            if let Some(status) = component.child.try_wait()? {
+                println!("{} exited ({status}); restarting it", component.name);
+                component.child = spawn(args, component.name, &component.flags)?;
+            }
+        }
+        Ok(())
     }
 }
 
-/// Runs the command until SIGINT or SIGTERM, or until a component exits by itself.
+/// Runs the command until SIGINT or SIGTERM.
 pub async fn run(args: ControlPlaneArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     let (client, namespace) = client(&args).await?;
@@ -103,8 +115,8 @@ async fn follow(
     secrets: &Api<Secret>,
     running: &mut Option<Running>,
 ) -> anyhow::Result<()> {
-    if let Some(why) = running.as_mut().and_then(Running::exited) {
-        anyhow::bail!("{why}; see {}", args.dir.join("logs").display());
+    if let Some(plane) = running.as_mut() {
+        plane.restart_exited(args)?;
     }
     let deployment = deployments
         .get(&args.tcp)
@@ -136,12 +148,10 @@ fn start(
     generation: i64,
 ) -> anyhow::Result<Running> {
     let root = args.dir.join(format!("generation-{generation}"));
-    let logs = args.dir.join("logs");
-    std::fs::create_dir_all(&logs)?;
     let mut plane = Running {
         generation,
         root: root.clone(),
-        children: Vec::new(),
+        components: Vec::new(),
     };
     for name in COMPONENTS {
         let mut flags = match lay_out(deployment, secrets, name, &root) {
@@ -150,21 +160,29 @@ fn start(
             Err(error) => return Err(error.into()),
         };
         set_flags(&mut flags, &local_flags(name, &root.join("apiserver-cert-dir")));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(logs.join(format!("{name}.log")))?;
-        let child = tokio::process::Command::new(args.bin_dir.join(name))
-            .args(&flags)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", args.bin_dir.join(name).display()))?;
-        plane.children.push((name, child));
+        let child = spawn(args, name, &flags)?;
+        plane.components.push(Component { name, flags, child });
     }
     Ok(plane)
+}
+
+/// Starts `name` with `flags`, appending its output to `<dir>/logs/<name>.log`.
+fn spawn(args: &ControlPlaneArgs, name: &str, flags: &[String]) -> anyhow::Result<Child> {
+    let logs = args.dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join(format!("{name}.log")))?;
+    let program = args.bin_dir.join(name);
+    tokio::process::Command::new(&program)
+        .args(flags)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))
 }
 
 /// The tenant's Secrets by name (those the operator labelled as its).
