@@ -24,7 +24,7 @@ cluster-down: ## Stop the local cluster, leaving no process behind
 	$(CLUSTER)/down.sh
 
 .PHONY: demo
-demo: ## Quick start: a tenant control plane on the local cluster (builds only the cluster)
+demo: ## Quick start: a working tenant on the local cluster (builds the cluster, kubeadm, kubelet-bootstrap)
 	scripts/demo.sh
 
 .PHONY: crds

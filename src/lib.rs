@@ -5,6 +5,7 @@
 pub mod api;
 pub mod cli;
 pub mod controllers;
+pub mod dev;
 pub mod pki;
 pub mod runtime;
 pub mod tenant;

@@ -26,6 +26,15 @@ enum Command {
     /// Certificate tools, as `kubeadm certs`.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Development tools (the quick start); not for production.
+    #[command(subcommand, hide = true)]
+    Dev(DevCommand),
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Run a tenant's control plane on this machine from its Deployment and Secrets.
+    ControlPlane(kamaji::dev::control_plane::ControlPlaneArgs),
 }
 
 #[derive(Subcommand)]
@@ -43,6 +52,7 @@ async fn main() -> ExitCode {
             .map(|yaml| print!("{yaml}"))
             .map_err(anyhow::Error::from),
         Command::Certs(CertsCommand::CheckExpiration(args)) => kamaji::cli::check_expiration::run(args).await,
+        Command::Dev(DevCommand::ControlPlane(args)) => kamaji::dev::control_plane::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

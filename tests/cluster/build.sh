@@ -4,8 +4,9 @@
 #
 #   build.sh [SET|BINARY]...     (default: test)
 #
-#   cluster  what up.sh runs, and all `make demo` needs: etcd, kube-apiserver,
-#            kube-controller-manager, kube-scheduler, kubectl, kwok
+#   cluster  what up.sh runs: etcd, kube-apiserver, kube-controller-manager,
+#            kube-scheduler, kubectl, kwok (`make demo` adds kubeadm and
+#            kubelet-bootstrap, built by name; not the kubelet, not helm)
 #   node     the node side of the tests: kubeadm, the kubelet, and
 #            kubelet-bootstrap (tests/cluster/cmd/kubelet-bootstrap: the kubelet's
 #            TLS bootstrap and certificate rotation, without a container runtime)

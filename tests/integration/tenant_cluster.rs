@@ -1370,6 +1370,134 @@ async fn coredns_and_kube_proxy_are_installed_in_the_tenant_and_removed_with_the
     .await;
 }
 
+/// A fake worker node for kwok (tests/cluster/kwok/nodes.yaml's shape): Linux,
+/// untainted, annotated for kwok.
+fn fake_node(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  annotations:\n    kwok.x-k8s.io/node: fake\n  \
+         labels:\n    kubernetes.io/arch: amd64\n    kubernetes.io/hostname: {name}\n    kubernetes.io/os: linux\n    \
+         type: kwok\n"
+    )
+}
+
+/// `kubectl rollout status <what> --watch=false`, once it reports the rollout done.
+fn rolled_out(env: &TenantEnv, admin: &std::path::Path, what: &str) -> Option<String> {
+    let out = env.kubectl(
+        admin,
+        &["-n", "kube-system", "rollout", "status", what, "--watch=false"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success() && text.contains("successfully rolled out")).then_some(text)
+}
+
+#[tokio::test]
+async fn coredns_and_kube_proxy_become_available_on_fake_nodes_in_the_tenant() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "tenant-kwok").await;
+    let env = TenantEnv::start(&client, &ns.name).await;
+    let tenant = env.create_tenant("kwok");
+    kubectl_ok(&[
+        "patch",
+        "tcp",
+        &tenant.name,
+        "-n",
+        &ns.name,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"addons":{"coreDNS":{},"kubeProxy":{}}}}"#,
+    ]);
+    env.wait_status(&client, &tenant, KubernetesVersionStatus::Ready)
+        .await;
+    // The scheduler places the pods, the controller-manager runs the Deployment,
+    // ReplicaSet and DaemonSet controllers and lifts the not-ready taint of new nodes.
+    let mut plane = env.start_whole_control_plane(&client, &tenant).await;
+    wait_condition(
+        &env,
+        &client,
+        &tenant,
+        "True",
+        "Applied",
+        Duration::from_secs(120),
+    )
+    .await;
+
+    // kwok plays the kubelet of every fake node, so it acts for all of them: no one
+    // node's identity (system:node:<name>, confined by the Node authorizer to its own
+    // objects) may, and the operator issues no narrower credential that can; it runs
+    // with the tenant's admin.conf, as a tenant administrator would run it.
+    let admin = env.kubeconfig(&client, &tenant, "admin.conf").await;
+    let mut kwok = env.start_kwok(&admin);
+    let nodes = ["tenant-kwok-0", "tenant-kwok-1"];
+    for node in nodes {
+        let file =
+            crate::support::tenant::write(env.dir(), &format!("{node}.yaml"), fake_node(node).as_bytes());
+        env.kubectl_ok(&admin, &["apply", "-f", &file.display().to_string()]);
+    }
+
+    // Fails early with the logs if kwok or a control-plane component died.
+    let coredns = eventually("deployment/coredns rolled out", Duration::from_secs(180), || {
+        kwok.assert_running();
+        plane.assert_running();
+        let done = rolled_out(&env, &admin, "deployment/coredns");
+        async move { done }
+    })
+    .await;
+    assert!(
+        coredns.contains("\"coredns\" successfully rolled out"),
+        "{coredns}"
+    );
+    let available = env.kubectl_ok(
+        &admin,
+        &[
+            "get",
+            "deployment",
+            "-n",
+            "kube-system",
+            "coredns",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Available\")].status} {.status.readyReplicas}/{.spec.replicas}",
+        ],
+    );
+    assert_eq!(available, "True 2/2", "kubeadm's CoreDNS runs two replicas");
+
+    eventually(
+        "daemonset/kube-proxy rolled out",
+        Duration::from_secs(180),
+        || async { rolled_out(&env, &admin, "daemonset/kube-proxy") },
+    )
+    .await;
+    let counts = env.kubectl_ok(
+        &admin,
+        &[
+            "get",
+            "daemonset",
+            "-n",
+            "kube-system",
+            "kube-proxy",
+            "-o",
+            "jsonpath={.status.desiredNumberScheduled} {.status.currentNumberScheduled} {.status.numberReady} \
+             {.status.numberAvailable}",
+        ],
+    );
+    assert_eq!(counts, "2 2 2 2", "one ready kube-proxy on each fake node");
+    let placed = env.kubectl_ok(
+        &admin,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "kube-system",
+            "-l",
+            "k8s-app=kube-proxy",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.nodeName}{\"\\n\"}{end}",
+        ],
+    );
+    let mut placed: Vec<&str> = placed.lines().collect();
+    placed.sort();
+    assert_eq!(placed, nodes, "kube-proxy pods by node");
+}
+
 #[tokio::test]
 async fn the_kubeconfig_secret_key_annotation_chooses_the_credentials_used_in_the_tenant() {
     let client = client().await;

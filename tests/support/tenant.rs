@@ -17,11 +17,12 @@ use std::{
 
 use k8s_openapi::api::{
     apps::v1::Deployment,
-    core::v1::{ConfigMap, Container, Secret},
+    core::v1::{ConfigMap, Secret},
 };
 use kamaji::controllers::tenant_control_plane::etcd_client::{ClientTls, EtcdClient};
 use kamaji::{
     api::{TenantControlPlane, rotation::CaRotationPhase, tenant_control_plane::KubernetesVersionStatus},
+    dev::pod::{self, set_flags},
     pki::{
         Authority, IssueParams, LeafRequest,
         catalog::Usage,
@@ -611,6 +612,33 @@ impl TenantEnv {
             .await
     }
 
+    /// The tenant's whole control plane as its pod runs it: kube-apiserver,
+    /// kube-controller-manager (every controller the Deployment enables) and
+    /// kube-scheduler, with the Deployment's flags and only the changes `kamaji dev
+    /// control-plane` makes to run them on 127.0.0.1 ([`pod::local_flags`]).
+    pub async fn start_whole_control_plane(&self, client: &Client, tenant: &Tenant) -> ControlPlane {
+        let mut plane = self.start_control_plane(client, tenant, false).await;
+        let deployment = Api::<Deployment>::namespaced(client.clone(), &self.namespace)
+            .get(&tenant.name)
+            .await
+            .expect("the tenant Deployment");
+        let secrets = self.secrets(client, tenant).await;
+        let config_maps = self.config_maps(client, tenant).await;
+        let objects = pod::Objects {
+            secrets: &secrets,
+            config_maps: &config_maps,
+        };
+        let root = plane.root.clone();
+        let start = |name: &str| {
+            let mut args = container_args(&deployment, &objects, name, &root);
+            set_flags(&mut args, &pod::local_flags(name, &root));
+            Process::start(name, &self.bin.join(name), &args, &root)
+        };
+        plane.controller_manager = Some(start("kube-controller-manager"));
+        plane.scheduler = Some(start("kube-scheduler"));
+        plane
+    }
+
     /// [`Self::start_control_plane`], the controller-manager (when `Some`) run with
     /// these flags replacing the Deployment's (e.g. a short `cluster-signing-duration`
     /// so a kubelet's certificate rotation happens within a test).
@@ -644,25 +672,21 @@ impl TenantEnv {
             .await
             .expect("the tenant Deployment");
         let secrets = self.secrets(client, tenant).await;
-        let config_maps = self.config_maps(client, tenant).await;
         let ca: BTreeMap<String, Vec<u8>> = secrets
             .get(&tenant.secret("ca"))
             .and_then(|s| s.data.clone())
             .map(|d| d.into_iter().map(|(k, v)| (k, v.0)).collect())
             .unwrap_or_default();
         seen(&ca);
-        let pod = Pod {
-            deployment: &deployment,
+        let config_maps = self.config_maps(client, tenant).await;
+        let objects = pod::Objects {
             secrets: &secrets,
             config_maps: &config_maps,
-            root: &root,
         };
         // First, so its socket is there when the API server sends traffic to nodes.
-        let konnectivity = pod
-            .has_container("konnectivity-server")
-            .then(|| start_konnectivity_server(&pod, &root));
-
-        let mut args = pod.container_args("kube-apiserver");
+        let konnectivity = has_container(&deployment, "konnectivity-server")
+            .then(|| self.start_konnectivity_server(&deployment, &objects, &root));
+        let mut args = container_args(&deployment, &objects, "kube-apiserver", &root);
         assert!(
             args.contains(&format!("--secure-port={}", tenant.port)),
             "the Deployment serves on the TCP port: {args:?}"
@@ -679,7 +703,7 @@ impl TenantEnv {
         let apiserver = Process::start("kube-apiserver", &self.bin.join("kube-apiserver"), &args, &root);
 
         let controller_manager = controller_manager_flags.map(|extra| {
-            let mut args = pod.container_args("kube-controller-manager");
+            let mut args = container_args(&deployment, &objects, "kube-controller-manager", &root);
             set_flags(
                 &mut args,
                 &[
@@ -704,6 +728,7 @@ impl TenantEnv {
         let mut plane = ControlPlane {
             apiserver,
             controller_manager,
+            scheduler: None,
             konnectivity,
             root,
             generation: deployment.metadata.generation.unwrap_or_default(),
@@ -782,6 +807,38 @@ impl TenantEnv {
         }
     }
 
+    /// kwok on the tenant, with this kubeconfig, as tests/cluster/up.sh runs it on the
+    /// management cluster: it plays the Stages of tests/cluster/kwok/stages on the
+    /// tenant's Nodes annotated `kwok.x-k8s.io/node=fake` and their pods (Ready at
+    /// once, no container runtime), addresses 127.0.0.1, pod IPs from the tenant's
+    /// default pod CIDR. It serves no port of its own.
+    pub fn start_kwok(&self, kubeconfig: &Path) -> Process {
+        let stages = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/kwok/stages");
+        let mut files: Vec<String> = fs::read_dir(&stages)
+            .expect("tests/cluster/kwok/stages")
+            .filter_map(|e| Some(e.ok()?.path().display().to_string()))
+            .filter(|p| p.ends_with(".yaml"))
+            .collect();
+        files.sort();
+        let workdir = self.dir().join("kwok");
+        fs::create_dir_all(&workdir).expect("kwok's work directory");
+        let mut command = Command::new(self.bin.join("kwok"));
+        command
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg(format!("--config={}", files.join(",")))
+            .args([
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                "--manage-nodes-with-label-selector=",
+                "--node-lease-duration-seconds=40",
+                "--node-ip=127.0.0.1",
+                "--cidr=10.244.0.0/16",
+            ])
+            // Keeps it from reading the user's ~/.kwok/kwok.yaml.
+            .env("KWOK_WORKDIR", &workdir);
+        Process::start_command("kwok", command, self.dir())
+    }
+
     /// `kubectl annotate secret <tcp>-ca certs.kamaji.clastix.io/rotate=""`: a CA rotation.
     pub fn rotate_ca(&self, tenant: &Tenant) {
         kubectl_ok(&[
@@ -832,6 +889,21 @@ impl TenantEnv {
         .await;
     }
 
+    async fn secrets(&self, client: &Client, tenant: &Tenant) -> BTreeMap<String, Secret> {
+        let api: Api<Secret> = Api::namespaced(client.clone(), &self.namespace);
+        let list = api
+            .list(
+                &kube::api::ListParams::default().labels(&format!("kamaji.clastix.io/name={}", tenant.name)),
+            )
+            .await
+            .expect("listing the tenant's Secrets");
+        list.items
+            .into_iter()
+            .filter_map(|s| Some((s.metadata.name.clone()?, s)))
+            .collect()
+    }
+
+    /// The tenant's ConfigMaps (the operator's labels) by name.
     async fn config_maps(&self, client: &Client, tenant: &Tenant) -> BTreeMap<String, ConfigMap> {
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace);
         let list = api
@@ -846,18 +918,27 @@ impl TenantEnv {
             .collect()
     }
 
-    async fn secrets(&self, client: &Client, tenant: &Tenant) -> BTreeMap<String, Secret> {
-        let api: Api<Secret> = Api::namespaced(client.clone(), &self.namespace);
-        let list = api
-            .list(
-                &kube::api::ListParams::default().labels(&format!("kamaji.clastix.io/name={}", tenant.name)),
-            )
-            .await
-            .expect("listing the tenant's Secrets");
-        list.items
-            .into_iter()
-            .filter_map(|s| Some((s.metadata.name.clone()?, s)))
-            .collect()
+    /// konnectivity-server from the Deployment's container (the real binary, built from
+    /// its published module), its agent port the addon's on 127.0.0.1, its admin and
+    /// health ports free ones.
+    fn start_konnectivity_server(
+        &self,
+        deployment: &Deployment,
+        objects: &pod::Objects<'_>,
+        root: &Path,
+    ) -> Process {
+        let mut args = container_args(deployment, objects, "konnectivity-server", root);
+        set_flags(
+            &mut args,
+            &[
+                ("agent-bind-address", "127.0.0.1".into()),
+                ("admin-bind-address", "127.0.0.1".into()),
+                ("admin-port", free_port().to_string()),
+                ("health-bind-address", "127.0.0.1".into()),
+                ("health-port", free_port().to_string()),
+            ],
+        );
+        Process::start("konnectivity-server", &super::built("proxy-server"), &args, root)
     }
 
     /// Events on the TenantControlPlane with this reason: their notes.
@@ -914,6 +995,8 @@ pub struct ControlPlane {
     pub apiserver: Process,
     /// kube-controller-manager, when asked for.
     pub controller_manager: Option<Process>,
+    /// kube-scheduler, when asked for.
+    pub scheduler: Option<Process>,
     /// konnectivity-server, when the Deployment runs one (the konnectivity addon).
     pub konnectivity: Option<Process>,
     /// Where its files are, laid out as the pod mounts them.
@@ -926,11 +1009,15 @@ impl ControlPlane {
     /// Panics with the logs if a component exited.
     pub fn assert_running(&mut self) {
         self.apiserver.assert_running();
-        if let Some(cm) = self.controller_manager.as_mut() {
-            cm.assert_running();
-        }
-        if let Some(server) = self.konnectivity.as_mut() {
-            server.assert_running();
+        for process in [
+            &mut self.controller_manager,
+            &mut self.scheduler,
+            &mut self.konnectivity,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            process.assert_running();
         }
     }
 
@@ -940,6 +1027,9 @@ impl ControlPlane {
         if let Some(cm) = &self.controller_manager {
             text.push_str(&format!("\n--- kube-controller-manager ---\n{}", cm.log_tail()));
         }
+        if let Some(scheduler) = &self.scheduler {
+            text.push_str(&format!("\n--- kube-scheduler ---\n{}", scheduler.log_tail()));
+        }
         if let Some(server) = &self.konnectivity {
             text.push_str(&format!("\n--- konnectivity-server ---\n{}", server.log_tail()));
         }
@@ -947,176 +1037,25 @@ impl ControlPlane {
     }
 }
 
-/// konnectivity-server from the Deployment's container (the real binary, built from
-/// its published module), its agent port the addon's on 127.0.0.1, its admin and
-/// health ports free ones.
-fn start_konnectivity_server(pod: &Pod<'_>, root: &Path) -> Process {
-    let mut args = pod.container_args("konnectivity-server");
-    set_flags(
-        &mut args,
-        &[
-            ("agent-bind-address", "127.0.0.1".into()),
-            ("admin-bind-address", "127.0.0.1".into()),
-            ("admin-port", free_port().to_string()),
-            ("health-bind-address", "127.0.0.1".into()),
-            ("health-port", free_port().to_string()),
-        ],
-    );
-    Process::start("konnectivity-server", &super::built("proxy-server"), &args, root)
-}
-
 fn secret_data(secrets: &BTreeMap<String, Secret>, name: &str, key: &str) -> Vec<u8> {
-    secrets
-        .get(name)
-        .and_then(|s| s.data.as_ref())
-        .and_then(|d| d.get(key))
-        .map(|v| v.0.clone())
-        .unwrap_or_else(|| panic!("secret {name} has no key {key}"))
+    pod::secret_data(secrets, name, key)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_vec()
 }
 
-/// The control-plane pod as the kubelet would set it up, under `root`.
-struct Pod<'a> {
-    deployment: &'a Deployment,
-    secrets: &'a BTreeMap<String, Secret>,
-    config_maps: &'a BTreeMap<String, ConfigMap>,
-    root: &'a Path,
+/// Whether the pod runs this container.
+fn has_container(deployment: &Deployment, container: &str) -> bool {
+    let pod = deployment.spec.template.spec.as_ref();
+    pod.is_some_and(|p| p.containers.iter().any(|c| c.name == container))
 }
 
-/// Where a file of a volume comes from.
-enum FileSource {
-    Secret(String),
-    ConfigMap(String),
-}
-
-/// A volume as the kubelet fills it: files (source, key, relative path), or an empty directory.
-type VolumeFiles = Vec<(FileSource, String, String)>;
-
-impl Pod<'_> {
-    /// The files of each volume of the pod, by volume name.
-    fn volumes(&self) -> BTreeMap<String, VolumeFiles> {
-        let pod = self.deployment.spec.template.spec.as_ref().expect("pod spec");
-        let mut volumes = BTreeMap::new();
-        for volume in pod.volumes.iter().flatten() {
-            let mut files = Vec::new();
-            let mut add =
-                |source: &dyn Fn() -> FileSource,
-                 items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>| {
-                    for item in items.into_iter().flatten() {
-                        files.push((source(), item.key.clone(), item.path.clone()));
-                    }
-                };
-            if let Some(secret) = &volume.secret {
-                let name = secret.secret_name.clone().unwrap_or_default();
-                add(&|| FileSource::Secret(name.clone()), secret.items.as_ref());
-            }
-            if let Some(map) = &volume.config_map {
-                add(&|| FileSource::ConfigMap(map.name.clone()), map.items.as_ref());
-            }
-            for source in volume.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
-                if let Some(secret) = &source.secret {
-                    add(&|| FileSource::Secret(secret.name.clone()), secret.items.as_ref());
-                }
-                if let Some(map) = &source.config_map {
-                    add(&|| FileSource::ConfigMap(map.name.clone()), map.items.as_ref());
-                }
-            }
-            volumes.insert(volume.name.clone(), files);
-        }
-        volumes
-    }
-
-    /// Writes the files `container` mounts (Secret and ConfigMap volumes, projected or
-    /// not, with their items and subPaths; empty directories) under the root, and
-    /// returns its command-line flags with every mount path moved there. Paths in
-    /// ConfigMap files are moved too (the egress selector's socket).
-    fn container_args(&self, container: &str) -> Vec<String> {
-        let pod = self.deployment.spec.template.spec.as_ref().expect("pod spec");
-        let c: &Container = pod
-            .containers
-            .iter()
-            .find(|c| c.name == container)
-            .unwrap_or_else(|| panic!("the Deployment has no {container} container"));
-        let volumes = self.volumes();
-        let mut moves: Vec<(String, String)> = c
-            .volume_mounts
-            .iter()
-            .flatten()
-            .map(|m| {
-                let at = self.root.join(m.mount_path.trim_start_matches('/'));
-                (m.mount_path.clone(), at.display().to_string())
-            })
-            .collect();
-        // Longest mount paths first, so /etc/kubernetes/pki/x is not moved by a shorter prefix.
-        moves.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
-        let moved = |value: &str| {
-            moves
-                .iter()
-                .find(|(from, _)| value == from || value.starts_with(&format!("{from}/")))
-                .map(|(from, to)| format!("{to}{}", &value[from.len()..]))
-        };
-        for mount in c.volume_mounts.iter().flatten() {
-            let files = volumes
-                .get(&mount.name)
-                .unwrap_or_else(|| panic!("{container} mounts unknown volume {}", mount.name));
-            let at = self.root.join(mount.mount_path.trim_start_matches('/'));
-            fs::create_dir_all(&at).expect("creating a mount point");
-            for (source, key, path) in files {
-                let target = match mount.sub_path.as_deref() {
-                    Some(sub) if sub == path => at.clone(),
-                    Some(_) => continue,
-                    None => at.join(path),
-                };
-                let bytes = match source {
-                    FileSource::Secret(name) => secret_data(self.secrets, name, key),
-                    FileSource::ConfigMap(name) => {
-                        let text = config_map_data(self.config_maps, name, key);
-                        text.split(' ')
-                            .map(|word| moved(word).unwrap_or_else(|| word.to_string()))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                            .into_bytes()
-                    }
-                };
-                write(
-                    target.parent().expect("a parent directory"),
-                    &target.file_name().expect("a file name").to_string_lossy(),
-                    &bytes,
-                );
-            }
-        }
-        c.args
-            .iter()
-            .flatten()
-            .map(|arg| match arg.split_once('=') {
-                Some((flag, value)) => match moved(value) {
-                    Some(v) => format!("{flag}={v}"),
-                    None => arg.clone(),
-                },
-                None => arg.clone(),
-            })
-            .collect()
-    }
-
-    /// Whether the pod runs this container.
-    fn has_container(&self, container: &str) -> bool {
-        let pod = self.deployment.spec.template.spec.as_ref().expect("pod spec");
-        pod.containers.iter().any(|c| c.name == container)
-    }
-}
-
-fn config_map_data(maps: &BTreeMap<String, ConfigMap>, name: &str, key: &str) -> String {
-    maps.get(name)
-        .and_then(|m| m.data.as_ref())
-        .and_then(|d| d.get(key))
-        .cloned()
-        .unwrap_or_else(|| panic!("configmap {name} has no key {key}"))
-}
-
-/// Replaces (or adds) `--flag=value` for each pair.
-fn set_flags(args: &mut Vec<String>, flags: &[(&str, String)]) {
-    for (flag, value) in flags {
-        let prefix = format!("--{flag}=");
-        args.retain(|a| !a.starts_with(&prefix));
-        args.push(format!("{prefix}{value}"));
-    }
+/// The flags of `container`, its files laid out under `root` as the pod mounts them.
+fn container_args(
+    deployment: &Deployment,
+    objects: &pod::Objects<'_>,
+    container: &str,
+    root: &Path,
+) -> Vec<String> {
+    pod::lay_out(deployment, objects, container, root)
+        .unwrap_or_else(|e| panic!("laying out {container}: {e}"))
 }
