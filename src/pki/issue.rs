@@ -481,7 +481,7 @@ pub fn issue_secret(
 
 /// A whole new tenant PKI: both CAs, the service-account pair and every applicable leaf
 /// Secret, keyed by Secret suffix (`ca`, `sa-certificate`, `admin-kubeconfig`, ...).
-#[derive(Debug)]
+/// `Debug` shows the Secrets' data keys, never their values (they hold private keys).
 pub struct TenantPki {
     /// The tenant CA.
     pub ca: Authority,
@@ -489,6 +489,21 @@ pub struct TenantPki {
     pub front_proxy_ca: Authority,
     /// Secret suffix to Secret data.
     pub secrets: BTreeMap<&'static str, SecretData>,
+}
+
+impl std::fmt::Debug for TenantPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let data_keys: BTreeMap<&str, Vec<&str>> = self
+            .secrets
+            .iter()
+            .map(|(suffix, data)| (*suffix, data.keys().map(String::as_str).collect()))
+            .collect();
+        f.debug_struct("TenantPki")
+            .field("ca", &self.ca)
+            .field("front_proxy_ca", &self.front_proxy_ca)
+            .field("secrets", &data_keys)
+            .finish()
+    }
 }
 
 /// Issues a whole tenant PKI from scratch (what a new TenantControlPlane gets). The etcd

@@ -5,6 +5,7 @@
 mod support;
 
 mod ca_rotation;
+mod concurrent_edits;
 mod crds;
 mod customisation;
 mod datastore_status;
