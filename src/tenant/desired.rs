@@ -127,6 +127,17 @@ pub enum Problem {
     /// A PKI problem (unreadable CA, external CA, issuing failed).
     #[error(transparent)]
     Pki(#[from] certificates::Problem),
+    /// A rotate annotation whose value is neither `""` nor a time: no request, no stamp.
+    #[error(
+        "secret {secret} has certs.kamaji.clastix.io/rotate={value:?}, which is neither \"\" (rotate now) nor \
+         an RFC 3339 time (when it was rotated): nothing is rotated; set it to \"\" to rotate the Secret"
+    )]
+    RotateAnnotation {
+        /// Secret name.
+        secret: String,
+        /// The value found (at most [`SHOWN_VALUE_CHARS`] characters of it).
+        value: String,
+    },
     /// A Secret under the tenant's name has a type that cannot hold its material.
     #[error(
         "secret {secret} has type {found}, expected {wanted}: it is left as it is; delete it to have it re-created"
@@ -140,6 +151,9 @@ pub enum Problem {
         wanted: &'static str,
     },
 }
+
+/// How much of a user's annotation value a problem quotes.
+pub const SHOWN_VALUE_CHARS: usize = 64;
 
 /// The outcome of [`desired`].
 #[derive(Debug, Default)]
@@ -181,6 +195,7 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
 
     let (schema, user) = datastore::schema_and_user(spec, &tenant.namespace, &tenant.name);
     let stored = stored_secrets(&observed.secrets);
+    out.problems.extend(invalid_rotate_annotations(tenant, &stored));
     let source = match &observed.datastore {
         Err(reason) => {
             out.problems.push(Problem::DataStore(reason.clone()));
@@ -370,6 +385,20 @@ pub fn stored_secrets(secrets: &BTreeMap<String, Secret>) -> StoredSecrets {
                 rotate_annotation: rotate.filter(|v| !v.is_empty()).cloned(),
             };
             (suffix.clone(), stored)
+        })
+        .collect()
+}
+
+/// A problem for each stored rotate annotation that is neither a request nor a time.
+fn invalid_rotate_annotations(tenant: &TenantRef, stored: &StoredSecrets) -> Vec<Problem> {
+    let is_time = |v: &str| OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).is_ok();
+    stored
+        .iter()
+        .filter_map(|(suffix, s)| Some((suffix, s.rotate_annotation.as_deref()?)))
+        .filter(|(_, value)| !is_time(value))
+        .map(|(suffix, value)| Problem::RotateAnnotation {
+            secret: tenant.object_name(suffix),
+            value: value.chars().take(SHOWN_VALUE_CHARS).collect(),
         })
         .collect()
 }

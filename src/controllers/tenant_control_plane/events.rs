@@ -43,6 +43,7 @@ pub fn problem_reason(problem: &Problem) -> &'static str {
         Problem::DataStore(_) => "DataStoreUnusable",
         Problem::DriverNotSupported(_) => "DriverNotSupported",
         Problem::SecretType { .. } => "SecretTypeMismatch",
+        Problem::RotateAnnotation { .. } => "InvalidRotateAnnotation",
         Problem::Pki(certificates::Problem::Unreadable { .. }) => "CertificateUnreadable",
         Problem::Pki(certificates::Problem::CaWithoutKey { .. }) => "ExternallyManagedCa",
         Problem::Pki(certificates::Problem::IssueFailed { .. }) => "IssueFailed",
