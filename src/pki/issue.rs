@@ -763,6 +763,8 @@ pub fn check(
 /// A row's certificate and key as stored, under the data key reported when stale.
 struct StoredLeaf {
     key_name: &'static str,
+    /// The data key of the private key (a kubeconfig holds both under one key).
+    private_key_name: &'static str,
     cert_pem: Vec<u8>,
     key_pem: Vec<u8>,
 }
@@ -786,6 +788,7 @@ fn stored_pem(
     }
     Ok(StoredLeaf {
         key_name: cert,
+        private_key_name: key,
         cert_pem: data.get(cert).ok_or(Stale::Missing { key: cert.into() })?.clone(),
         key_pem: data.get(key).ok_or(Stale::Missing { key: key.into() })?.clone(),
     })
@@ -832,6 +835,7 @@ fn stored_kubeconfig(
     let key_pem = cred.key_pem.ok_or(Stale::Missing { key: key.into() })?;
     Ok(StoredLeaf {
         key_name: key,
+        private_key_name: key,
         cert_pem: cred.certificate_pem,
         key_pem,
     })
@@ -848,6 +852,7 @@ fn check_issuer(
 ) -> Result<(), Stale> {
     let StoredLeaf {
         key_name,
+        private_key_name,
         cert_pem,
         key_pem,
     } = stored;
@@ -869,9 +874,11 @@ fn check_issuer(
     let key = (*key_name).to_string();
     match verified {
         Ok(()) => Ok(()),
-        Err(VerifyError::KeyMismatch) => Err(Stale::KeyMismatch { key }),
+        Err(VerifyError::KeyMismatch) => Err(Stale::KeyMismatch {
+            key: (*private_key_name).to_string(),
+        }),
         Err(VerifyError::Key(e)) => Err(Stale::Unreadable {
-            key,
+            key: (*private_key_name).to_string(),
             reason: e.to_string(),
         }),
         Err(VerifyError::Unreadable(reason)) => Err(Stale::Unreadable { key, reason }),

@@ -511,7 +511,8 @@ fn datastore_config(
 
 /// Our labels and controller reference on a stored Secret: a Secret is the
 /// tenant's by its name, so labels someone removed are put back, and nothing else
-/// about it changes.
+/// about it changes. A Secret of another type under the name is not the tenant's
+/// material ([`Problem::SecretType`]): it is not labelled or owned either.
 fn restore_metadata(
     tenant: &TenantRef,
     observed: &Observed,
@@ -523,10 +524,12 @@ fn restore_metadata(
         if written.contains(suffix) || is_paused(secret) {
             continue;
         }
-        let lifecycle = catalog::rows_of_secret(suffix)
-            .next()
-            .and_then(|row| row.lifecycle())
-            .map(|l| l.label_value());
+        let row = catalog::rows_of_secret(suffix).next();
+        let wanted_type = row.map_or(catalog::SecretType::Opaque, |r| r.secret_type());
+        if secret.type_.as_deref().is_some_and(|t| t != wanted_type.as_str()) {
+            continue;
+        }
+        let lifecycle = row.and_then(|row| row.lifecycle()).map(|l| l.label_value());
         let wanted = secret_object(tenant, suffix, "", lifecycle, None, &SecretData::new());
         if carries_metadata(secret, &wanted) {
             continue;

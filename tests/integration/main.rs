@@ -4,7 +4,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bad_input;
 mod ca_rotation;
+mod clock_skew;
 mod concurrent_edits;
 mod crds;
 mod customisation;

@@ -67,7 +67,12 @@ pub async fn publish_outcome(
     status: &TenantControlPlaneStatus,
 ) {
     if !desired.rotated.is_empty() {
-        let names: Vec<&str> = desired.rotated.iter().map(|(name, _)| name.as_str()).collect();
+        // With why: a user who broke a leaf reads what was wrong with it.
+        let names: Vec<String> = desired
+            .rotated
+            .iter()
+            .map(|(name, reason)| format!("{name} ({reason})"))
+            .collect();
         publish(
             ctx,
             tcp,
