@@ -17,6 +17,7 @@ mod helm;
 mod kamaji_chart;
 mod kamaji_manifests;
 mod kamaji_metrics;
+mod key_hygiene;
 mod leader;
 mod lifecycle;
 mod ownership;
