@@ -6,7 +6,8 @@
 //! replaced without a request. Cases covered elsewhere: an unreadable CA
 //! (drift.rs), unreadable leaves and kubeconfigs (lifecycle.rs), a DataStore in
 //! use deleted (datastore_status.rs), a DataStore's CA Secret deleted
-//! (pipeline.rs), a clock ten minutes off (clock_skew.rs).
+//! (pipeline.rs), a clock ten minutes off (clock_skew.rs), two tenants of one
+//! name in two namespaces and a tenant renamed mid-rotation (tenant_identity.rs).
 
 use std::{collections::BTreeMap, time::Duration};
 

@@ -26,5 +26,6 @@ mod rbac;
 mod rotation;
 mod tenant_apiserver;
 mod tenant_cluster;
+mod tenant_identity;
 mod walkthrough;
 mod workloads;
