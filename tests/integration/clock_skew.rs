@@ -3,7 +3,7 @@
 //! a host whose clock was corrected) re-issues nothing for that alone.
 //!
 //! The skew is real, not a setting of ours: the operator runs under libfaketime
-//! (`faketime -f -10m`, Debian package `faketime`), which offsets every clock
+//! (`LD_PRELOAD` with `FAKETIME=-10m`, Debian package `faketime`), which offsets every clock
 //! the process reads (the time the PKI is checked against, its log's timestamps,
 //! its TLS checks). The tenant is provisioned by an operator with the true clock
 //! moments before, so its leaves' NotBefore (backdated five minutes) lies ahead
@@ -71,7 +71,13 @@ fn reconciles(port: u16, controller: &str) -> f64 {
 
 #[tokio::test]
 async fn an_operator_whose_clock_is_ten_minutes_off_re_issues_nothing() {
-    let faketime = on_path("faketime", "faketime");
+    // The `faketime` program forks: preload its library into the operator itself.
+    on_path("faketime", "faketime");
+    let library = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+    assert!(
+        std::path::Path::new(library).is_file(),
+        "{library}: install the Debian package faketime"
+    );
     let client = client().await;
     let ns = TestNamespace::create(&client, "skew").await;
     let (operator, _) = provision(&client, &ns.name).await;
@@ -81,11 +87,10 @@ async fn an_operator_whose_clock_is_ten_minutes_off_re_issues_nothing() {
     for (skew, minutes) in [("-10m", -10), ("+10m", 10)] {
         let port = free_port();
         let metrics = format!("127.0.0.1:{port}");
-        let faketime = faketime.to_str().expect("UTF-8 path");
-        let operator = Operator::start_wrapped(
+        let operator = Operator::start_with_env(
             &ns.name,
             &["--metrics-bind-address", &metrics],
-            &[faketime, "-f", skew],
+            &[("LD_PRELOAD", library), ("FAKETIME", skew)],
         );
         // The skew is real: the operator's log is stamped with its clock.
         let stamped = eventually(

@@ -255,12 +255,13 @@ pub struct Operator {
 impl Operator {
     /// Starts `kamaji manager --watch-namespace <namespace> <extra...>`.
     pub fn start(namespace: &str, extra: &[&str]) -> Self {
-        Self::start_wrapped(namespace, extra, &[])
+        Self::start_with_env(namespace, extra, &[])
     }
 
-    /// [`Operator::start`] under `wrapper` (`wrapper[0]` runs with `wrapper[1..]`, then
-    /// the manager's command line), e.g. `faketime -f -10m` for a skewed clock.
-    pub fn start_wrapped(namespace: &str, extra: &[&str], wrapper: &[&str]) -> Self {
+    /// [`Operator::start`] with `env` added to its environment (e.g. libfaketime's
+    /// `LD_PRELOAD` and `FAKETIME` for a skewed clock: the process is the operator
+    /// itself, so killing it kills the operator).
+    pub fn start_with_env(namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = repo_root().join("target/test-logs");
         std::fs::create_dir_all(&dir).expect("creating target/test-logs");
         let log = dir.join(format!("operator-{namespace}-{:04x}.log", rand::random::<u16>()));
@@ -268,15 +269,8 @@ impl Operator {
         let stderr = file.try_clone().expect("log handle");
         // KAMAJI_BIN runs another build (a benchmark comparing two versions).
         let program = std::env::var_os("KAMAJI_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_kamaji").into());
-        let mut command = match wrapper.split_first() {
-            Some((wrapper, wrapper_args)) => {
-                let mut command = Command::new(wrapper);
-                command.args(wrapper_args).arg(program);
-                command
-            }
-            None => Command::new(program),
-        };
-        let child = command
+        let child = Command::new(program)
+            .envs(env.iter().copied())
             .args([
                 "manager",
                 "--watch-namespace",
