@@ -579,7 +579,7 @@ fn check_accepts_fresh_material_and_spots_what_changed() {
     assert_eq!(
         issue::check(apiserver, &swapped, &tenant(), &signers, now),
         Err(Stale::KeyMismatch {
-            key: "apiserver.crt".into()
+            key: "apiserver.key".into()
         })
     );
     let mut missing = data("apiserver").clone();

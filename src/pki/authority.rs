@@ -25,6 +25,10 @@ pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 pub const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// NotBefore is backdated by this much to tolerate clock skew (kubeadm's `CertificateBackdate`).
 pub const BACKDATE: Duration = Duration::from_secs(5 * 60);
+/// How far in the future a NotBefore may lie and the certificate still count as valid
+/// now: the operator's clock may be behind the one that issued it (another replica, a
+/// host whose clock was corrected). Stored material is not re-issued for skew alone.
+pub const CLOCK_SKEW_TOLERANCE: Duration = Duration::from_secs(60 * 60);
 
 /// What went wrong creating, loading or using a CA. Never contains key material.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -67,6 +71,15 @@ pub enum AuthorityError {
     Expired {
         /// Subject common name of the CA.
         common_name: String,
+    },
+    /// The CA certificate is outside its validity period now (and beyond
+    /// [`CLOCK_SKEW_TOLERANCE`] of it).
+    #[error("the CA certificate {common_name:?} is not valid now: {reason}")]
+    NotValidNow {
+        /// Subject common name of the CA.
+        common_name: String,
+        /// `expired at <NotAfter>` or `not valid before <NotBefore>`.
+        reason: String,
     },
     /// A requested name cannot go into a certificate.
     #[error("invalid subject alternative name or subject {0:?}")]
@@ -241,6 +254,22 @@ impl Authority {
             serial,
             not_before,
             not_after,
+        })
+    }
+
+    /// Whether the CA certificate is valid at `now` (a NotBefore up to
+    /// [`CLOCK_SKEW_TOLERANCE`] ahead counts as valid).
+    pub fn check_valid_at(&self, now: OffsetDateTime) -> Result<(), AuthorityError> {
+        let reason = if now >= self.not_after {
+            format!("expired at {}", super::expiration::rfc3339(self.not_after))
+        } else if now + CLOCK_SKEW_TOLERANCE < self.not_before {
+            format!("not valid before {}", super::expiration::rfc3339(self.not_before))
+        } else {
+            return Ok(());
+        };
+        Err(AuthorityError::NotValidNow {
+            common_name: self.common_name.clone(),
+            reason,
         })
     }
 
@@ -442,7 +471,7 @@ impl Authority {
             .map_err(|_| VerifyError::BadSignature)?;
         let not_before = leaf.validity().not_before.to_datetime();
         let not_after = leaf.validity().not_after.to_datetime();
-        if now < not_before {
+        if now + CLOCK_SKEW_TOLERANCE < not_before {
             return Err(VerifyError::NotYetValid { not_before });
         }
         if now > not_after {
@@ -669,11 +698,33 @@ mod tests {
             ca.verify_pem(cert, None, later),
             Err(VerifyError::Expired { .. })
         ));
-        let earlier = now - time::Duration::hours(1);
+        // A clock ten minutes behind the issuer's still accepts it (NotBefore is only
+        // backdated five minutes); one two hours behind does not.
+        let skewed = now - time::Duration::minutes(10);
+        ca.verify_pem(cert, None, skewed).unwrap();
+        let earlier = now - time::Duration::hours(2);
         assert!(matches!(
             ca.verify_pem(cert, None, earlier),
             Err(VerifyError::NotYetValid { .. })
         ));
+    }
+
+    #[test]
+    fn a_ca_outside_its_validity_is_not_valid_now_beyond_the_skew_tolerance() {
+        let now = now();
+        let ca = Authority::generate(
+            "kubernetes",
+            KeyAlgorithm::EcdsaP256,
+            Duration::from_secs(3600),
+            now,
+        )
+        .unwrap();
+        ca.check_valid_at(now).unwrap();
+        ca.check_valid_at(now - time::Duration::minutes(10)).unwrap();
+        let expired = ca.check_valid_at(now + time::Duration::hours(2)).unwrap_err();
+        assert!(expired.to_string().contains("expired at"), "{expired}");
+        let early = ca.check_valid_at(now - time::Duration::hours(2)).unwrap_err();
+        assert!(early.to_string().contains("not valid before"), "{early}");
     }
 
     #[test]

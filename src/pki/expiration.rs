@@ -138,8 +138,9 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
     )
 }
 
-/// A Secret as the report reads it.
-#[derive(Clone, Debug)]
+/// A Secret as the report reads it. `Debug` shows the data keys, not the values
+/// (a certificate Secret holds its private key).
+#[derive(Clone)]
 pub struct SecretView<'a> {
     /// Secret name.
     pub name: &'a str,
@@ -147,6 +148,16 @@ pub struct SecretView<'a> {
     pub lifecycle: Option<Lifecycle>,
     /// Its data.
     pub data: BTreeMap<&'a str, &'a [u8]>,
+}
+
+impl std::fmt::Debug for SecretView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretView")
+            .field("name", &self.name)
+            .field("lifecycle", &self.lifecycle)
+            .field("data_keys", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// A Secret that could not be read, with the reason.

@@ -481,7 +481,7 @@ pub fn issue_secret(
 
 /// A whole new tenant PKI: both CAs, the service-account pair and every applicable leaf
 /// Secret, keyed by Secret suffix (`ca`, `sa-certificate`, `admin-kubeconfig`, ...).
-#[derive(Debug)]
+/// `Debug` shows the Secrets' data keys, never their values (they hold private keys).
 pub struct TenantPki {
     /// The tenant CA.
     pub ca: Authority,
@@ -489,6 +489,21 @@ pub struct TenantPki {
     pub front_proxy_ca: Authority,
     /// Secret suffix to Secret data.
     pub secrets: BTreeMap<&'static str, SecretData>,
+}
+
+impl std::fmt::Debug for TenantPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let data_keys: BTreeMap<&str, Vec<&str>> = self
+            .secrets
+            .iter()
+            .map(|(suffix, data)| (*suffix, data.keys().map(String::as_str).collect()))
+            .collect();
+        f.debug_struct("TenantPki")
+            .field("ca", &self.ca)
+            .field("front_proxy_ca", &self.front_proxy_ca)
+            .field("secrets", &data_keys)
+            .finish()
+    }
 }
 
 /// Issues a whole tenant PKI from scratch (what a new TenantControlPlane gets). The etcd
@@ -748,6 +763,8 @@ pub fn check(
 /// A row's certificate and key as stored, under the data key reported when stale.
 struct StoredLeaf {
     key_name: &'static str,
+    /// The data key of the private key (a kubeconfig holds both under one key).
+    private_key_name: &'static str,
     cert_pem: Vec<u8>,
     key_pem: Vec<u8>,
 }
@@ -771,6 +788,7 @@ fn stored_pem(
     }
     Ok(StoredLeaf {
         key_name: cert,
+        private_key_name: key,
         cert_pem: data.get(cert).ok_or(Stale::Missing { key: cert.into() })?.clone(),
         key_pem: data.get(key).ok_or(Stale::Missing { key: key.into() })?.clone(),
     })
@@ -817,6 +835,7 @@ fn stored_kubeconfig(
     let key_pem = cred.key_pem.ok_or(Stale::Missing { key: key.into() })?;
     Ok(StoredLeaf {
         key_name: key,
+        private_key_name: key,
         cert_pem: cred.certificate_pem,
         key_pem,
     })
@@ -833,6 +852,7 @@ fn check_issuer(
 ) -> Result<(), Stale> {
     let StoredLeaf {
         key_name,
+        private_key_name,
         cert_pem,
         key_pem,
     } = stored;
@@ -854,9 +874,11 @@ fn check_issuer(
     let key = (*key_name).to_string();
     match verified {
         Ok(()) => Ok(()),
-        Err(VerifyError::KeyMismatch) => Err(Stale::KeyMismatch { key }),
+        Err(VerifyError::KeyMismatch) => Err(Stale::KeyMismatch {
+            key: (*private_key_name).to_string(),
+        }),
         Err(VerifyError::Key(e)) => Err(Stale::Unreadable {
-            key,
+            key: (*private_key_name).to_string(),
             reason: e.to_string(),
         }),
         Err(VerifyError::Unreadable(reason)) => Err(Stale::Unreadable { key, reason }),

@@ -100,8 +100,8 @@ impl std::fmt::Debug for ClientCredentials {
     }
 }
 
-/// What goes into a generated kubeconfig.
-#[derive(Clone, Copy, Debug)]
+/// What goes into a generated kubeconfig. `Debug` leaves the client key out.
+#[derive(Clone, Copy)]
 pub struct KubeconfigParams<'a> {
     /// Cluster name (kubeadm: the cluster name; kamaji-rs: the tenant name).
     pub cluster_name: &'a str,
@@ -115,6 +115,16 @@ pub struct KubeconfigParams<'a> {
     pub client_certificate_pem: &'a str,
     /// PEM client key.
     pub client_key_pem: &'a str,
+}
+
+impl std::fmt::Debug for KubeconfigParams<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeconfigParams")
+            .field("cluster_name", &self.cluster_name)
+            .field("server", &self.server)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 fn b64(data: &[u8]) -> String {

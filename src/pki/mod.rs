@@ -15,6 +15,8 @@ pub mod keys;
 pub mod kubeconfig;
 mod pem;
 pub mod pool;
+#[cfg(test)]
+mod redaction;
 pub mod trust;
 
 use std::collections::BTreeMap;

@@ -273,7 +273,9 @@ fn plan_authorities(
     let mut authorities = BTreeMap::new();
     for spec in AUTHORITIES {
         let stored = inputs.stored.get(spec.secret_suffix);
-        let loaded = stored.map(|s| StoredCa::load(spec, &s.data));
+        // A CA outside its validity is as unusable as an unreadable one: reported, kept.
+        let loaded = stored
+            .map(|s| StoredCa::load(spec, &s.data).and_then(|ca| valid_now(spec, ca, inputs.params.now)));
         if stored.is_some_and(|s| s.paused) {
             if let Some(Ok(ca)) = loaded {
                 let progress = progress(inputs, spec, &ca, false);
@@ -339,6 +341,17 @@ fn plan_authorities(
         }
     }
     authorities
+}
+
+/// `ca`, when its signing certificate is valid at `now`.
+fn valid_now(spec: &AuthoritySpec, ca: StoredCa, now: OffsetDateTime) -> Result<StoredCa, IssueError> {
+    ca.signing
+        .check_valid_at(now)
+        .map_err(|source| IssueError::Authority {
+            row: spec.name,
+            source,
+        })?;
+    Ok(ca)
 }
 
 /// What a readable CA Secret becomes: prepared on a rotate request (once: a request

@@ -264,7 +264,12 @@ fn certificates_condition(
 ) {
     let messages: Vec<String> = problems
         .iter()
-        .filter(|p| matches!(p, Problem::Pki(_) | Problem::SecretType { .. }))
+        .filter(|p| {
+            matches!(
+                p,
+                Problem::Pki(_) | Problem::SecretType { .. } | Problem::RotateAnnotation { .. }
+            )
+        })
         .map(ToString::to_string)
         .collect();
     let (ready, reason, message) = if messages.is_empty() {

@@ -138,6 +138,17 @@ pub enum Problem {
     /// A PKI problem (unreadable CA, external CA, issuing failed).
     #[error(transparent)]
     Pki(#[from] certificates::Problem),
+    /// A rotate annotation whose value is neither `""` nor a time: no request, no stamp.
+    #[error(
+        "secret {secret} has certs.kamaji.clastix.io/rotate={value:?}, which is neither \"\" (rotate now) nor \
+         an RFC 3339 time (when it was rotated): nothing is rotated; set it to \"\" to rotate the Secret"
+    )]
+    RotateAnnotation {
+        /// Secret name.
+        secret: String,
+        /// The value found (at most [`SHOWN_VALUE_CHARS`] characters of it).
+        value: String,
+    },
     /// A Secret under the tenant's name has a type that cannot hold its material.
     #[error(
         "secret {secret} has type {found}, expected {wanted}: it is left as it is; delete it to have it re-created"
@@ -151,6 +162,9 @@ pub enum Problem {
         wanted: &'static str,
     },
 }
+
+/// How much of a user's annotation value a problem quotes.
+pub const SHOWN_VALUE_CHARS: usize = 64;
 
 /// The outcome of [`desired`].
 #[derive(Debug, Default)]
@@ -192,6 +206,7 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
 
     let (schema, user) = datastore::schema_and_user(spec, &tenant.namespace, &tenant.name);
     let stored = stored_secrets(&observed.secrets);
+    out.problems.extend(invalid_rotate_annotations(tenant, &stored));
     let source = match &observed.datastore {
         Err(reason) => {
             out.problems.push(Problem::DataStore(reason.clone()));
@@ -407,6 +422,20 @@ pub fn stored_secrets(secrets: &BTreeMap<String, Secret>) -> StoredSecrets {
         .collect()
 }
 
+/// A problem for each stored rotate annotation that is neither a request nor a time.
+fn invalid_rotate_annotations(tenant: &TenantRef, stored: &StoredSecrets) -> Vec<Problem> {
+    let is_time = |v: &str| OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).is_ok();
+    stored
+        .iter()
+        .filter_map(|(suffix, s)| Some((suffix, s.rotate_annotation.as_deref()?)))
+        .filter(|(_, value)| !is_time(value))
+        .map(|(suffix, value)| Problem::RotateAnnotation {
+            secret: tenant.object_name(suffix),
+            value: value.chars().take(SHOWN_VALUE_CHARS).collect(),
+        })
+        .collect()
+}
+
 fn is_paused(secret: &Secret) -> bool {
     secret
         .metadata
@@ -515,7 +544,8 @@ fn datastore_config(
 
 /// Our labels and controller reference on a stored Secret: a Secret is the
 /// tenant's by its name, so labels someone removed are put back, and nothing else
-/// about it changes.
+/// about it changes. A Secret of another type under the name is not the tenant's
+/// material ([`Problem::SecretType`]): it is not labelled or owned either.
 fn restore_metadata(
     tenant: &TenantRef,
     observed: &Observed,
@@ -527,10 +557,12 @@ fn restore_metadata(
         if written.contains(suffix) || is_paused(secret) {
             continue;
         }
-        let lifecycle = catalog::rows_of_secret(suffix)
-            .next()
-            .and_then(|row| row.lifecycle())
-            .map(|l| l.label_value());
+        let row = catalog::rows_of_secret(suffix).next();
+        let wanted_type = row.map_or(catalog::SecretType::Opaque, |r| r.secret_type());
+        if secret.type_.as_deref().is_some_and(|t| t != wanted_type.as_str()) {
+            continue;
+        }
+        let lifecycle = row.and_then(|row| row.lifecycle()).map(|l| l.label_value());
         let wanted = secret_object(tenant, suffix, "", lifecycle, None, &SecretData::new());
         if carries_metadata(secret, &wanted) {
             continue;

@@ -41,7 +41,7 @@ use crate::support::{
 const LIFECYCLE: &str = "kamaji.clastix.io/certificate_lifecycle_controller";
 const ROTATE: &str = "certs.kamaji.clastix.io/rotate";
 
-fn tenant_manifest(name: &str, datastore: &str, konnectivity: bool) -> String {
+pub fn tenant_manifest(name: &str, datastore: &str, konnectivity: bool) -> String {
     let addons = if konnectivity {
         "  addons:\n    konnectivity:\n      server:\n        port: 8132\n"
     } else {
@@ -54,7 +54,7 @@ fn tenant_manifest(name: &str, datastore: &str, konnectivity: bool) -> String {
     )
 }
 
-fn apply(ns: &str, manifest: &str) {
+pub fn apply(ns: &str, manifest: &str) {
     let applied = kubectl_apply(ns, manifest);
     assert!(
         applied.status.success(),
@@ -64,7 +64,7 @@ fn apply(ns: &str, manifest: &str) {
 }
 
 /// Waits until `tenant` reports Ready.
-async fn wait_ready(client: &Client, ns: &str, tenant: &str, operator: &Operator) {
+pub async fn wait_ready(client: &Client, ns: &str, tenant: &str, operator: &Operator) {
     let tcps: Api<TenantControlPlane> = Api::namespaced(client.clone(), ns);
     let ready = tokio::time::timeout(Duration::from_secs(180), async {
         loop {
@@ -235,7 +235,7 @@ pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<
 }
 
 /// Events on `object` (reason, note).
-async fn events(client: &Client, ns: &str, object: &str) -> Vec<(String, String)> {
+pub async fn events(client: &Client, ns: &str, object: &str) -> Vec<(String, String)> {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
     api.list(&ListParams::default())
         .await
@@ -247,7 +247,12 @@ async fn events(client: &Client, ns: &str, object: &str) -> Vec<(String, String)
         .collect()
 }
 
-async fn condition(client: &Client, ns: &str, tenant: &str, type_: &str) -> Option<(String, String, String)> {
+pub async fn condition(
+    client: &Client,
+    ns: &str,
+    tenant: &str,
+    type_: &str,
+) -> Option<(String, String, String)> {
     let tcps: Api<TenantControlPlane> = Api::namespaced(client.clone(), ns);
     tcps.get(tenant)
         .await

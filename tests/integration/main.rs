@@ -4,7 +4,10 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bad_input;
 mod ca_rotation;
+mod clock_skew;
+mod concurrent_edits;
 mod crds;
 mod customisation;
 mod datastore_status;
@@ -15,6 +18,7 @@ mod kamaji_chart;
 mod kamaji_manifests;
 mod kamaji_metrics;
 mod konnectivity;
+mod key_hygiene;
 mod leader;
 mod lifecycle;
 mod ownership;
@@ -23,5 +27,6 @@ mod rbac;
 mod rotation;
 mod tenant_apiserver;
 mod tenant_cluster;
+mod tenant_identity;
 mod walkthrough;
 mod workloads;

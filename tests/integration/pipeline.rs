@@ -116,6 +116,12 @@ async fn an_unreadable_datastore_does_not_hold_back_an_unrelated_rotation() {
     let client = client().await;
     let ns = TestNamespace::create(&client, "dsproblem").await;
     let (operator, _) = provision(&client, &ns.name, free_port()).await;
+    let datastore_material = |client: Client, ns: String| async move {
+        let certificate = secret(&client, &ns, "datastore-certificate").await.data;
+        let config = secret(&client, &ns, "datastore-config").await.data;
+        (certificate, config)
+    };
+    let before = datastore_material(client.clone(), ns.name.clone()).await;
     // The DataStore's CA Secret goes away: the DataStore can no longer sign anything.
     kubectl_ok(&["delete", "secret", "-n", &ns.name, "etcd-ca"]);
     let name = format!("{TENANT}-api-server-certificate");
@@ -169,6 +175,12 @@ async fn an_unreadable_datastore_does_not_hold_back_an_unrelated_rotation() {
         condition.message.contains("etcd-ca"),
         "the condition names what is wrong: {}",
         condition.message
+    );
+    // Nothing lost: the tenant keeps the datastore certificate and config it has.
+    assert_eq!(
+        datastore_material(client.clone(), ns.name.clone()).await,
+        before,
+        "the datastore certificate or config changed without the DataStore CA"
     );
 }
 

@@ -97,7 +97,7 @@ fn the_chart_grants_exactly_the_api_calls_the_operator_makes() {
 }
 
 /// A kubeconfig for the local cluster that authenticates with `token`.
-fn token_kubeconfig(dir: &Path, token: &str) -> std::path::PathBuf {
+pub fn token_kubeconfig(dir: &Path, token: &str) -> std::path::PathBuf {
     let field = |path: &str| {
         kubectl_ok(&[
             "config",

@@ -255,6 +255,13 @@ pub struct Operator {
 impl Operator {
     /// Starts `kamaji manager --watch-namespace <namespace> <extra...>`.
     pub fn start(namespace: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(namespace, extra, &[])
+    }
+
+    /// [`Operator::start`] with `env` added to its environment (e.g. libfaketime's
+    /// `LD_PRELOAD` and `FAKETIME` for a skewed clock: the process is the operator
+    /// itself, so killing it kills the operator).
+    pub fn start_with_env(namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = repo_root().join("target/test-logs");
         std::fs::create_dir_all(&dir).expect("creating target/test-logs");
         let log = dir.join(format!("operator-{namespace}-{:04x}.log", rand::random::<u16>()));
@@ -263,6 +270,7 @@ impl Operator {
         // KAMAJI_BIN runs another build (a benchmark comparing two versions).
         let program = std::env::var_os("KAMAJI_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_kamaji").into());
         let child = Command::new(program)
+            .envs(env.iter().copied())
             .args([
                 "manager",
                 "--watch-namespace",

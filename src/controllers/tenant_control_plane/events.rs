@@ -43,6 +43,7 @@ pub fn problem_reason(problem: &Problem) -> &'static str {
         Problem::DataStore(_) => "DataStoreUnusable",
         Problem::DriverNotSupported(_) => "DriverNotSupported",
         Problem::SecretType { .. } => "SecretTypeMismatch",
+        Problem::RotateAnnotation { .. } => "InvalidRotateAnnotation",
         Problem::Pki(certificates::Problem::Unreadable { .. }) => "CertificateUnreadable",
         Problem::Pki(certificates::Problem::CaWithoutKey { .. }) => "ExternallyManagedCa",
         Problem::Pki(certificates::Problem::IssueFailed { .. }) => "IssueFailed",
@@ -66,7 +67,12 @@ pub async fn publish_outcome(
     status: &TenantControlPlaneStatus,
 ) {
     if !desired.rotated.is_empty() {
-        let names: Vec<&str> = desired.rotated.iter().map(|(name, _)| name.as_str()).collect();
+        // With why: a user who broke a leaf reads what was wrong with it.
+        let names: Vec<String> = desired
+            .rotated
+            .iter()
+            .map(|(name, reason)| format!("{name} ({reason})"))
+            .collect();
         publish(
             ctx,
             tcp,

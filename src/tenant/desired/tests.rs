@@ -49,6 +49,11 @@ fn resolved(ca: &Authority) -> Resolved {
 }
 
 fn run(observed: &Observed) -> Desired {
+    run_at(observed, OffsetDateTime::now_utc())
+}
+
+/// [`run`] with the operator's clock at `now`.
+fn run_at(observed: &Observed, now: OffsetDateTime) -> Desired {
     let tenant = tenant("k8s-133", "default");
     let spec = spec();
     desired(
@@ -56,7 +61,7 @@ fn run(observed: &Observed) -> Desired {
             tenant: &tenant,
             spec: &spec,
             provisioned: true,
-            params: params(),
+            params: IssueParams { now, ..params() },
             batch_window: Duration::from_secs(2),
             tokens: deployment::TokenSettings::default(),
             ca_rotation: Default::default(),
@@ -357,4 +362,92 @@ fn the_egress_selector_config_map_comes_before_the_deployment_and_goes_after_it(
         ..with_config_map
     };
     assert_eq!(egress_positions(&run_with(&spec(), &nothing)).2, None);
+#[test]
+fn a_clock_ten_minutes_off_re_issues_nothing() {
+    let observed = provisioned(&datastore_ca());
+    let ten_minutes = time::Duration::minutes(10);
+    for now in [
+        OffsetDateTime::now_utc() - ten_minutes,
+        OffsetDateTime::now_utc() + ten_minutes,
+    ] {
+        let out = run_at(&observed, now);
+        assert!(out.problems.is_empty(), "at {now}: {:?}", out.problems);
+        assert!(
+            secrets(&out).is_empty(),
+            "at {now}: {:?} re-issued ({:?})",
+            secrets(&out).keys(),
+            out.rotated
+        );
+    }
+}
+
+/// `observed` with the tenant CA replaced by `ca` (certificate and key).
+fn with_tenant_ca(mut observed: Observed, ca: Authority) -> Observed {
+    let data = crate::pki::StoredCa::settled(ca).secret_data(&catalog::TENANT_CA);
+    let secret = observed.secrets.get_mut("ca").expect("stored CA");
+    secret.data = Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect());
+    observed
+}
+
+#[test]
+fn a_ca_outside_its_validity_is_reported_and_nothing_it_signs_is_touched() {
+    let p = params();
+    let hour = Duration::from_secs(3600);
+    let expired =
+        Authority::generate("kubernetes", p.algorithm, hour, p.now - time::Duration::hours(3)).expect("CA");
+    let not_yet = Authority::generate(
+        "kubernetes",
+        p.algorithm,
+        p.ca_validity,
+        p.now + time::Duration::days(1),
+    )
+    .expect("CA");
+    for (ca, says) in [(expired, "expired at"), (not_yet, "not valid before")] {
+        let observed = with_tenant_ca(provisioned(&datastore_ca()), ca);
+        let out = run(&observed);
+        let written = secrets(&out);
+        assert!(
+            !written.contains_key("ca") && !written.contains_key("api-server-certificate"),
+            "{says}: {:?}",
+            written.keys()
+        );
+        let reported = out
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .find(|p| p.contains("k8s-133-ca"));
+        let reported = reported.unwrap_or_else(|| panic!("{says}: not reported: {:?}", out.problems));
+        assert!(
+            reported.contains(says) && reported.contains("rotate"),
+            "{reported}"
+        );
+        assert!(!out.ca_rotation, "{says}: no rotation without a request");
+    }
+}
+
+#[test]
+fn a_rotate_annotation_that_is_neither_empty_nor_a_time_is_reported_and_rotates_nothing() {
+    let mut observed = provisioned(&datastore_ca());
+    let secret = observed
+        .secrets
+        .get_mut("api-server-certificate")
+        .expect("stored");
+    secret.metadata.annotations = Some([(labels::ROTATE.to_string(), "yes please".to_string())].into());
+    let out = run(&observed);
+    assert!(secrets(&out).is_empty(), "{:?}", secrets(&out).keys());
+    assert_eq!(
+        out.problems,
+        [Problem::RotateAnnotation {
+            secret: "k8s-133-api-server-certificate".into(),
+            value: "yes please".into()
+        }]
+    );
+    // A stamp the operator wrote is no problem.
+    let secret = observed
+        .secrets
+        .get_mut("api-server-certificate")
+        .expect("stored");
+    secret.metadata.annotations =
+        Some([(labels::ROTATE.to_string(), "2026-01-02T03:04:05Z".to_string())].into());
+    assert!(run(&observed).problems.is_empty());
 }
