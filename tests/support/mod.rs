@@ -255,6 +255,12 @@ pub struct Operator {
 impl Operator {
     /// Starts `kamaji manager --watch-namespace <namespace> <extra...>`.
     pub fn start(namespace: &str, extra: &[&str]) -> Self {
+        Self::start_on(&cluster().kubeconfig, namespace, extra)
+    }
+
+    /// [`Self::start`] against another management cluster (a throwaway one a test
+    /// stops and restarts).
+    pub fn start_on(kubeconfig: &Path, namespace: &str, extra: &[&str]) -> Self {
         let dir = repo_root().join("target/test-logs");
         std::fs::create_dir_all(&dir).expect("creating target/test-logs");
         let log = dir.join(format!("operator-{namespace}-{:04x}.log", rand::random::<u16>()));
@@ -281,7 +287,7 @@ impl Operator {
                 "127.0.0.1:0",
             ])
             .arg("--kubeconfig")
-            .arg(&cluster().kubeconfig)
+            .arg(kubeconfig)
             .args(extra)
             .stdout(file)
             .stderr(stderr)
