@@ -45,7 +45,18 @@ test: cluster-build ## Run every test (the local cluster is started and stopped)
 	@set -e; \
 	if [[ -z "$$KEEP_CLUSTER" ]]; then trap '$(CLUSTER)/down.sh' EXIT; fi; \
 	$(CLUSTER)/up.sh >/dev/null; \
-	cargo test
+	KAMAJI_FAULT_ITERATIONS=$${KAMAJI_FAULT_ITERATIONS:-2} cargo test
+
+# The fault-injection suite (tests/reliability/): the operator SIGKILLed in each
+# flow, the management kube-apiserver and etcd restarted mid-rotation; prints the
+# table. `make test` runs it with 2 iterations a scenario. KAMAJI_FAULT_SEED
+# replays a run, KAMAJI_FAULT_SCENARIOS narrows it (names in faults.rs).
+.PHONY: reliability
+reliability: cluster-build ## Fault injection, 30 iterations a scenario (KAMAJI_FAULT_ITERATIONS); prints the table
+	@set -e; \
+	if [[ -z "$$KEEP_CLUSTER" ]]; then trap '$(CLUSTER)/down.sh' EXIT; fi; \
+	$(CLUSTER)/up.sh >/dev/null; \
+	KAMAJI_FAULT_ITERATIONS=$${KAMAJI_FAULT_ITERATIONS:-30} cargo test --test reliability -- --nocapture
 
 .PHONY: bench
 bench: ## Benchmarks (criterion)

@@ -172,6 +172,7 @@ pub async fn restarts(plan: &Plan, component: &'static str) -> Row {
             expected: &expected,
             ledger: &ledger,
             scratch: scratch.path(),
+            calibrated: None,
         };
         let asked = Asked::now(&ledger);
         rotate_every_secret(&management.kubeconfig, NAMESPACE, TENANT);

@@ -96,10 +96,11 @@ pub async fn provisioning(plan: &Plan, client: &Client) -> Row {
             expected: &expected,
             ledger: &ledger,
             scratch: &scratch,
+            calibrated: None,
         };
         if iteration == 0 {
             let outcome = run(&case, asked, Duration::ZERO, &mut NoFault).await;
-            calibrated(&row, &outcome);
+            report_calibration(&row, &outcome);
             window = outcome.took;
             expected = outcome.after.keys();
             continue;
@@ -132,7 +133,7 @@ fn delete_tenant(namespace: &str, tenant: &Tenant) {
     }
 }
 
-fn calibrated(row: &Row, outcome: &Outcome) {
+fn report_calibration(row: &Row, outcome: &Outcome) {
     println!(
         "{}: calibration (no fault) converged in {:.1?}: kills land within that window; {}",
         row.scenario,
@@ -190,6 +191,7 @@ pub async fn rotation(plan: &Plan, client: &Client) -> Row {
             expected: &expected,
             ledger: &ledger,
             scratch: &scratch,
+            calibrated: None,
         };
         let asked = Asked::now(&ledger);
         rotate_every_secret(&kubeconfig, &ns.name, &tenant.name);
@@ -204,7 +206,7 @@ pub async fn rotation(plan: &Plan, client: &Client) -> Row {
         };
         quiet_since(previous.as_ref(), &before, &mut outcome);
         if iteration == 0 {
-            calibrated(&row, &outcome);
+            report_calibration(&row, &outcome);
             window = outcome.took;
         } else {
             row.record(iteration, delay, &outcome);
@@ -237,7 +239,10 @@ pub async fn ca_rotation(plan: &Plan, client: &Client) -> Vec<Row> {
     let scratch = env.dir().join("verify");
     let mut delays = plan.rng(Scenario::KillCaRotation);
     let mut windows = [Duration::ZERO; 2];
-    for iteration in 0..=plan.iterations {
+    let mut calibrated: [Option<BTreeMap<String, usize>>; 2] = [None, None];
+    // Round 0 starts from a fresh tenant, every later one from a completed rotation:
+    // round 1 is the fault-free calibration the killed rounds are compared with.
+    for round in 0..=plan.iterations + 1 {
         for (phase, flow) in [Flow::CaPrepare, Flow::CaComplete].into_iter().enumerate() {
             let before = Snapshot::read(client, &ns.name, &tenant.name).await;
             let case = Case {
@@ -249,19 +254,26 @@ pub async fn ca_rotation(plan: &Plan, client: &Client) -> Vec<Row> {
                 expected: &expected,
                 ledger: &ledger,
                 scratch: &scratch,
+                calibrated: calibrated[phase].as_ref(),
             };
             let asked = Asked::now(&ledger);
             ask_ca_phase(&ns.name, &tenant, flow);
             let row = &mut rows[phase];
-            if iteration == 0 {
+            if round <= 1 {
                 let outcome = run(&case, asked, Duration::ZERO, &mut NoFault).await;
-                calibrated(row, &outcome);
-                windows[phase] = outcome.took;
+                if round == 1 {
+                    report_calibration(row, &outcome);
+                    println!("  versions issued by the fault-free run: {:?}", outcome.versions);
+                    windows[phase] = outcome.took;
+                    calibrated[phase] = Some(outcome.versions);
+                } else if !outcome.problems.is_empty() {
+                    row.aborted(&format!("the first, fault-free rotation: {:?}", outcome.problems));
+                }
                 continue;
             }
             let delay = delays.within(windows[phase]);
             let outcome = run(&case, asked, delay, &mut Kill { env: &mut env }).await;
-            row.record(iteration, delay, &outcome);
+            row.record(round - 1, delay, &outcome);
         }
     }
     rows.to_vec()
