@@ -7,6 +7,9 @@ use kamaji::api::{labels, rotation::CaRotationPhase};
 
 use crate::tenant_state::{KUBECONFIGS, LEAVES, SECRETS, Snapshot};
 
+/// The last work item of every flow: the status says the flow is done.
+pub const SETTLED: &str = "status Ready";
+
 /// A flow of work on one tenant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flow {
@@ -56,7 +59,7 @@ impl Flow {
                 }
                 _ => true,
             };
-        items.push(("status Ready".to_string(), settled));
+        items.push((SETTLED.to_string(), settled));
         items
     }
 }

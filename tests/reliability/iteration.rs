@@ -110,7 +110,11 @@ pub(crate) async fn run(case: &Case<'_>, asked: Asked, delay: Duration, fault: &
     let at_fault = fault.inject(case).await;
     let items = case.flow.items(case.before, &at_fault);
     let undone_at_fault = undone(&items);
-    let mid_batch = !undone_at_fault.is_empty() && undone_at_fault.len() < items.len();
+    // Mid-batch: some of the work done (a status still Ready from before is no work), some not.
+    let work_done = items
+        .iter()
+        .any(|(what, done)| *done && what != crate::flows::SETTLED);
+    let mid_batch = !undone_at_fault.is_empty() && work_done;
     fault.recover().await;
     let (after, mut problems) = converge(case).await;
     let took = started.elapsed();
