@@ -133,8 +133,26 @@ impl Delays {
         Duration::from_millis(self.0.random_range(0..millis))
     }
 
+    /// A delay within the window where a fault-free run of the flow worked: from a
+    /// poll (250 ms) before its first work was seen to its convergence.
+    pub fn in_work(&mut self, window: Window) -> Duration {
+        self.between(window.0, window.1)
+    }
+
     /// A delay in `[low, high)`.
     pub fn between(&mut self, low: Duration, high: Duration) -> Duration {
         low + self.within(high.saturating_sub(low))
+    }
+}
+
+/// Where a flow's work happens, after the request: (start, end).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Window(pub Duration, pub Duration);
+
+impl Window {
+    /// From a fault-free run: work first seen `seen` after the request, done `took` after it.
+    pub fn of(seen: Option<Duration>, took: Duration) -> Self {
+        let start = seen.map_or(Duration::ZERO, |s| s.saturating_sub(Duration::from_millis(500)));
+        Self(start.min(took), took)
     }
 }

@@ -79,6 +79,8 @@ pub struct Outcome {
     pub lost: Vec<String>,
     /// From asking for the work to convergence.
     pub took: Duration,
+    /// From asking for the work to the first poll that saw some of it done.
+    pub work_seen: Option<Duration>,
     /// The tenant once converged (or when it gave up).
     pub after: Snapshot,
     /// Secret → how many versions it issued during the flow.
@@ -116,8 +118,9 @@ pub(crate) async fn run(case: &Case<'_>, asked: Asked, delay: Duration, fault: &
         .any(|(what, done)| *done && what != crate::flows::SETTLED);
     let mid_batch = !undone_at_fault.is_empty() && work_done;
     fault.recover().await;
-    let (after, mut problems) = converge(case).await;
+    let (after, mut problems, work_seen) = converge(case).await;
     let took = started.elapsed();
+    let work_seen = work_seen.map(|at| at.saturating_duration_since(started));
     if problems.is_empty() {
         problems.extend(violations(&after, case.scratch));
         problems.extend(key_pairs(case, &at_fault, &after));
@@ -146,23 +149,34 @@ pub(crate) async fn run(case: &Case<'_>, asked: Asked, delay: Duration, fault: &
         problems,
         lost: lost(case.expected, &after),
         took,
+        work_seen,
         after,
         versions,
     }
 }
 
 /// Waits until every work item of the flow is done.
-async fn converge(case: &Case<'_>) -> (Snapshot, Vec<String>) {
+/// Also returns when some of the work was first seen done.
+async fn converge(case: &Case<'_>) -> (Snapshot, Vec<String>, Option<Instant>) {
     let deadline = Instant::now() + CONVERGE_WITHIN;
+    let mut work_seen = None;
     loop {
         let now = case.read().await;
-        let left = undone(&case.flow.items(case.before, &now));
+        let items = case.flow.items(case.before, &now);
+        if work_seen.is_none()
+            && items
+                .iter()
+                .any(|(what, done)| *done && what != crate::flows::SETTLED)
+        {
+            work_seen = Some(Instant::now());
+        }
+        let left = undone(&items);
         if left.is_empty() {
-            return (now, Vec::new());
+            return (now, Vec::new(), work_seen);
         }
         if Instant::now() >= deadline {
             let problem = format!("not converged within {CONVERGE_WITHIN:?}: still undone {left:?}");
-            return (now, vec![problem]);
+            return (now, vec![problem], work_seen);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -11,7 +11,7 @@ use kamaji::api::labels;
 use kube::Client;
 
 use crate::{
-    faults::{Plan, Scenario},
+    faults::{Plan, Scenario, Window},
     flows::Flow,
     iteration::{Asked, Case, Fault, NoFault, Outcome, run},
     ledger::Ledger,
@@ -83,7 +83,7 @@ pub async fn provisioning(plan: &Plan, client: &Client) -> Row {
     let mut delays = plan.rng(Scenario::KillProvisioning);
     let empty = Snapshot::default();
     let mut expected = BTreeMap::new();
-    let mut window = Duration::ZERO;
+    let mut window = Window::default();
     for iteration in 0..=plan.iterations {
         let asked = Asked::now(&ledger);
         let tenant = env.create_tenant(&format!("p{iteration}"));
@@ -101,11 +101,11 @@ pub async fn provisioning(plan: &Plan, client: &Client) -> Row {
         if iteration == 0 {
             let outcome = run(&case, asked, Duration::ZERO, &mut NoFault).await;
             report_calibration(&row, &outcome);
-            window = outcome.took;
+            window = Window::of(outcome.work_seen, outcome.took);
             expected = outcome.after.keys();
             continue;
         }
-        let delay = delays.within(window);
+        let delay = delays.in_work(window);
         let outcome = run(&case, asked, delay, &mut Kill { env: &mut env }).await;
         row.record(iteration, delay, &outcome);
         delete_tenant(&ns.name, &tenant);
@@ -135,8 +135,9 @@ fn delete_tenant(namespace: &str, tenant: &Tenant) {
 
 fn report_calibration(row: &Row, outcome: &Outcome) {
     println!(
-        "{}: calibration (no fault) converged in {:.1?}: kills land within that window; {}",
+        "{}: calibration (no fault): work first seen after {:.1?}, converged in {:.1?}: kills land in between; {}",
         row.scenario,
+        outcome.work_seen.unwrap_or_default(),
         outcome.took,
         if outcome.problems.is_empty() {
             "invariants hold".to_string()
@@ -178,7 +179,7 @@ pub async fn rotation(plan: &Plan, client: &Client) -> Row {
     let scratch = env.dir().join("verify");
     let mut delays = plan.rng(Scenario::KillRotation);
     let kubeconfig = crate::support::cluster().kubeconfig.clone();
-    let mut window = Duration::ZERO;
+    let mut window = Window::default();
     let mut previous: Option<Snapshot> = None;
     for iteration in 0..=plan.iterations {
         let before = Snapshot::read(client, &ns.name, &tenant.name).await;
@@ -201,13 +202,13 @@ pub async fn rotation(plan: &Plan, client: &Client) -> Row {
                 run(&case, asked, Duration::ZERO, &mut NoFault).await,
             )
         } else {
-            let delay = delays.within(window);
+            let delay = delays.in_work(window);
             (delay, run(&case, asked, delay, &mut Kill { env: &mut env }).await)
         };
         quiet_since(previous.as_ref(), &before, &mut outcome);
         if iteration == 0 {
             report_calibration(&row, &outcome);
-            window = outcome.took;
+            window = Window::of(outcome.work_seen, outcome.took);
         } else {
             row.record(iteration, delay, &outcome);
         }
@@ -238,7 +239,7 @@ pub async fn ca_rotation(plan: &Plan, client: &Client) -> Vec<Row> {
     let (ns, mut env, ledger, tenant, expected) = provisioned(client, "fault-ca", "c").await;
     let scratch = env.dir().join("verify");
     let mut delays = plan.rng(Scenario::KillCaRotation);
-    let mut windows = [Duration::ZERO; 2];
+    let mut windows = [Window::default(); 2];
     let mut calibrated: [Option<BTreeMap<String, usize>>; 2] = [None, None];
     // Round 0 starts from a fresh tenant, every later one from a completed rotation:
     // round 1 is the fault-free calibration the killed rounds are compared with.
@@ -264,14 +265,14 @@ pub async fn ca_rotation(plan: &Plan, client: &Client) -> Vec<Row> {
                 if round == 1 {
                     report_calibration(row, &outcome);
                     println!("  versions issued by the fault-free run: {:?}", outcome.versions);
-                    windows[phase] = outcome.took;
+                    windows[phase] = Window::of(outcome.work_seen, outcome.took);
                     calibrated[phase] = Some(outcome.versions);
                 } else if !outcome.problems.is_empty() {
                     row.aborted(&format!("the first, fault-free rotation: {:?}", outcome.problems));
                 }
                 continue;
             }
-            let delay = delays.within(windows[phase]);
+            let delay = delays.in_work(windows[phase]);
             let outcome = run(&case, asked, delay, &mut Kill { env: &mut env }).await;
             row.record(round - 1, delay, &outcome);
         }
