@@ -255,13 +255,23 @@ pub struct Operator {
 impl Operator {
     /// Starts `kamaji manager --watch-namespace <namespace> <extra...>`.
     pub fn start(namespace: &str, extra: &[&str]) -> Self {
-        Self::start_with_env(namespace, extra, &[])
+        Self::start_on(&cluster().kubeconfig, namespace, extra)
     }
 
     /// [`Operator::start`] with `env` added to its environment (e.g. libfaketime's
     /// `LD_PRELOAD` and `FAKETIME` for a skewed clock: the process is the operator
     /// itself, so killing it kills the operator).
     pub fn start_with_env(namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::launch(&cluster().kubeconfig, namespace, extra, env)
+    }
+
+    /// [`Self::start`] against another management cluster (a throwaway one a test
+    /// stops and restarts).
+    pub fn start_on(kubeconfig: &Path, namespace: &str, extra: &[&str]) -> Self {
+        Self::launch(kubeconfig, namespace, extra, &[])
+    }
+
+    fn launch(kubeconfig: &Path, namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = repo_root().join("target/test-logs");
         std::fs::create_dir_all(&dir).expect("creating target/test-logs");
         let log = dir.join(format!("operator-{namespace}-{:04x}.log", rand::random::<u16>()));
@@ -289,7 +299,7 @@ impl Operator {
                 "127.0.0.1:0",
             ])
             .arg("--kubeconfig")
-            .arg(&cluster().kubeconfig)
+            .arg(kubeconfig)
             .args(extra)
             .stdout(file)
             .stderr(stderr)
