@@ -362,6 +362,8 @@ fn the_egress_selector_config_map_comes_before_the_deployment_and_goes_after_it(
         ..with_config_map
     };
     assert_eq!(egress_positions(&run_with(&spec(), &nothing)).2, None);
+}
+
 #[test]
 fn a_clock_ten_minutes_off_re_issues_nothing() {
     let observed = provisioned(&datastore_ca());
