@@ -434,15 +434,20 @@ fn plan_leaves(
     authorities: &BTreeMap<&'static str, (StoredCa, Progress)>,
     rotate_value: &RotateValue<'_>,
 ) {
-    let tenant_ca = authorities.get(catalog::TENANT_CA.secret_suffix);
-    let front_proxy_ca = authorities.get(FRONT_PROXY_CA.secret_suffix);
-    let datastore_ca = inputs.datastore.ca();
+    let signers = match (
+        authorities.get(catalog::TENANT_CA.secret_suffix),
+        authorities.get(FRONT_PROXY_CA.secret_suffix),
+    ) {
+        (Some((ca, ca_progress)), Some((front_proxy_ca, front_proxy_progress))) => Some(Signers {
+            ca,
+            front_proxy_ca,
+            datastore_ca: inputs.datastore.ca(),
+            ca_progress: *ca_progress,
+            front_proxy_progress: *front_proxy_progress,
+        }),
+        _ => None,
+    };
     for suffix in catalog::leaf_secret_suffixes() {
-        let rows: Vec<&CertificateSpec> = CATALOG
-            .iter()
-            .filter(|row| row.secret_suffix == suffix)
-            .filter(|row| row.applies(inputs.tenant.konnectivity, datastore_ca.is_some()))
-            .collect();
         let stored = inputs.stored.get(suffix);
         if stored.is_some_and(|s| s.paused) {
             continue;
@@ -451,73 +456,90 @@ fn plan_leaves(
             plan.writes.extend(copy_write(row, stored, copied, rotate_value));
             continue;
         }
-        let Some(first) = rows.first() else { continue };
-        // Every signer of the Secret's rows must be usable to issue it.
-        let signer_of = |signer: Signer| -> Result<&Authority, Problem> {
-            let (ca, ca_spec): (Option<&Authority>, Option<&AuthoritySpec>) = match signer {
-                Signer::TenantCa => (tenant_ca.map(|(c, _)| &c.signing), Some(&catalog::TENANT_CA)),
-                Signer::FrontProxyCa => (front_proxy_ca.map(|(c, _)| &c.signing), Some(&FRONT_PROXY_CA)),
-                Signer::DatastoreCa => (datastore_ca, None),
-            };
-            let secret = ca_spec
-                .map(|s| inputs.tenant.secret_name(s.secret_suffix))
-                .unwrap_or_else(|| "the DataStore CA".to_string());
-            let ca = ca.ok_or_else(|| Problem::Unreadable {
-                secret: secret.clone(),
-                reason: "no usable CA".into(),
-            })?;
-            if ca.is_externally_managed() {
-                return Err(Problem::CaWithoutKey {
-                    secret,
-                    certificate: first.name.to_string(),
-                });
-            }
-            Ok(ca)
-        };
-        let (Some((tenant_ca, ca_progress)), Some((front_proxy_ca, front_proxy_progress))) =
-            (tenant_ca, front_proxy_ca)
-        else {
-            // Reported above: nothing signed by a CA we cannot read is touched.
-            continue;
-        };
-        let signers = Signers {
-            ca: tenant_ca,
-            front_proxy_ca,
-            datastore_ca,
-            ca_progress: *ca_progress,
-            front_proxy_progress: *front_proxy_progress,
-        };
-        let reason = match stored {
-            None => Some(Reason::Created),
-            Some(s) if s.rotate_requested => Some(Reason::RotationRequested),
-            Some(s) => rows.iter().find_map(|row| {
-                issue::check(row, &s.data, inputs.tenant, &signers, inputs.params.now)
-                    .err()
-                    .map(|stale| Reason::Stale(format!("{}: {stale}", row.name)))
-            }),
-        };
-        let Some(reason) = reason else { continue };
-        if let Some(problem) = rows.iter().find_map(|row| signer_of(row.signer).err()) {
-            // An external CA's leaves are kept as they are, and reported.
-            plan.problems.push(problem);
-            continue;
-        }
-        match issue::issue_secret(suffix, inputs.tenant, &signers, &inputs.params) {
-            Ok(data) => plan.writes.push(Write {
-                suffix,
-                data,
-                secret_type: first.secret_type,
-                lifecycle: Some(first.lifecycle),
-                rotate_annotation: rotate_value(stored, reason == Reason::RotationRequested),
-                reason,
-                is_tenant_ca: false,
-            }),
-            Err(error) => plan.problems.push(Problem::IssueFailed {
-                certificate: first.name.to_string(),
-                reason: error.to_string(),
-            }),
-        }
+        // Reported with the CAs: nothing signed by a CA we cannot read is touched.
+        let Some(signers) = &signers else { continue };
+        plan_leaf(inputs, plan, signers, suffix, rotate_value);
     }
+}
+
+/// One leaf Secret signed by the tenant's CAs: a write when it must be issued, or
+/// the problem that keeps it as it is.
+fn plan_leaf(
+    inputs: &Inputs<'_>,
+    plan: &mut Plan,
+    signers: &Signers<'_>,
+    suffix: &'static str,
+    rotate_value: &RotateValue<'_>,
+) {
+    let rows: Vec<&CertificateSpec> = CATALOG
+        .iter()
+        .filter(|row| row.secret_suffix == suffix)
+        .filter(|row| row.applies(inputs.tenant.konnectivity, signers.datastore_ca.is_some()))
+        .collect();
+    let Some(first) = rows.first() else { return };
+    let stored = inputs.stored.get(suffix);
+    let reason = match stored {
+        None => Some(Reason::Created),
+        Some(s) if s.rotate_requested => Some(Reason::RotationRequested),
+        Some(s) => rows.iter().find_map(|row| {
+            issue::check(row, &s.data, inputs.tenant, signers, inputs.params.now)
+                .err()
+                .map(|stale| Reason::Stale(format!("{}: {stale}", row.name)))
+        }),
+    };
+    let Some(reason) = reason else { return };
+    if let Some(problem) = rows
+        .iter()
+        .find_map(|row| usable_signer(inputs, signers, row.signer, first.name).err())
+    {
+        // An external CA's leaves are kept as they are, and reported.
+        plan.problems.push(problem);
+        return;
+    }
+    match issue::issue_secret(suffix, inputs.tenant, signers, &inputs.params) {
+        Ok(data) => plan.writes.push(Write {
+            suffix,
+            data,
+            secret_type: first.secret_type,
+            lifecycle: Some(first.lifecycle),
+            rotate_annotation: rotate_value(stored, reason == Reason::RotationRequested),
+            reason,
+            is_tenant_ca: false,
+        }),
+        Err(error) => plan.problems.push(Problem::IssueFailed {
+            certificate: first.name.to_string(),
+            reason: error.to_string(),
+        }),
+    }
+}
+
+/// The CA that signs for `signer`, if it can issue: an external CA (no key) cannot,
+/// and `certificate` (the Secret's first) names what it would have issued.
+fn usable_signer<'s>(
+    inputs: &Inputs<'_>,
+    signers: &Signers<'s>,
+    signer: Signer,
+    certificate: &str,
+) -> Result<&'s Authority, Problem> {
+    let (ca, ca_spec): (Option<&Authority>, Option<&AuthoritySpec>) = match signer {
+        Signer::TenantCa => (Some(&signers.ca.signing), Some(&catalog::TENANT_CA)),
+        Signer::FrontProxyCa => (Some(&signers.front_proxy_ca.signing), Some(&FRONT_PROXY_CA)),
+        Signer::DatastoreCa => (signers.datastore_ca, None),
+    };
+    let secret = ca_spec
+        .map(|s| inputs.tenant.secret_name(s.secret_suffix))
+        .unwrap_or_else(|| "the DataStore CA".to_string());
+    let ca = ca.ok_or_else(|| Problem::Unreadable {
+        secret: secret.clone(),
+        reason: "no usable CA".into(),
+    })?;
+    if ca.is_externally_managed() {
+        return Err(Problem::CaWithoutKey {
+            secret,
+            certificate: certificate.to_string(),
+        });
+    }
+    Ok(ca)
 }
 
 /// The datastore row, when `suffix` is its Secret.

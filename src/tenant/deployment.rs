@@ -543,15 +543,45 @@ fn api_server(
     datastore: &DatastoreWiring,
     tokens: &TokenSettings,
 ) -> Container {
+    let port = spec.network_profile.port;
+    let mut args = api_server_flags(spec, datastore, tokens);
+    let mut volume_mounts = mounts(custom, Component::ApiServer);
+    if let Some(egress) = egress_selector(spec) {
+        args.push(egress);
+        volume_mounts.push(uds_mount());
+    }
+    Container {
+        name: "kube-apiserver".into(),
+        image: Some(image(&custom.registry_settings.api_server_image, spec, custom)),
+        command: Some(vec!["kube-apiserver".into()]),
+        args: Some(merge_api_server_args(
+            flags(&args),
+            API_SERVER_MANAGED,
+            &of(&custom.extra_args, Component::ApiServer),
+        )),
+        resources: non_default(of(&custom.resources, Component::ApiServer)),
+        ports: Some(vec![ContainerPort {
+            name: Some("kube-apiserver".into()),
+            container_port: port,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(https_probe("/livez", port, 8)),
+        readiness_probe: Some(https_probe("/readyz", port, 3)),
+        startup_probe: Some(https_probe("/livez", port, 24)),
+        volume_mounts: Some(volume_mounts),
+        ..Container::default()
+    }
+}
+
+/// The API server's own flags, in the order they have always been written (a new
+/// order would roll every tenant's Deployment for nothing).
+fn api_server_flags(
+    spec: &TenantControlPlaneSpec,
+    datastore: &DatastoreWiring,
+    tokens: &TokenSettings,
+) -> Vec<(&'static str, String)> {
     let network = &spec.network_profile;
-    let mut admission = vec!["NodeRestriction".to_string()];
-    admission.extend(
-        spec.kubernetes
-            .admission_controllers
-            .iter()
-            .filter(|p| *p != "NodeRestriction")
-            .cloned(),
-    );
     let mut args = vec![("allow-privileged", "true".to_string())];
     // Only an IP can be advertised; a host name address is a SAN and the endpoint.
     if let Some(address) = network.advertise_address() {
@@ -560,14 +590,11 @@ fn api_server(
     args.extend([
         ("authorization-mode", "Node,RBAC".to_string()),
         ("client-ca-file", pki("ca.crt")),
-        ("enable-admission-plugins", admission.join(",")),
+        ("enable-admission-plugins", admission_plugins(spec)),
         ("enable-bootstrap-token-auth", "true".to_string()),
-        ("etcd-cafile", pki("etcd/ca.crt")),
-        ("etcd-certfile", pki("etcd/server.crt")),
-        ("etcd-keyfile", pki("etcd/server.key")),
-        ("etcd-prefix", datastore.prefix.clone()),
-        ("etcd-servers", datastore.etcd_servers.join(",")),
-        ("etcd-compaction-interval", "0".to_string()),
+    ]);
+    args.extend(etcd_flags(datastore));
+    args.extend([
         ("kubelet-client-certificate", pki("apiserver-kubelet-client.crt")),
         ("kubelet-client-key", pki("apiserver-kubelet-client.key")),
         (
@@ -588,9 +615,53 @@ fn api_server(
         ("requestheader-group-headers", "X-Remote-Group".to_string()),
         ("requestheader-username-headers", "X-Remote-User".to_string()),
         ("secure-port", network.port.to_string()),
+    ]);
+    args.extend(service_account_flags(spec, tokens));
+    args.extend([
+        ("service-cluster-ip-range", service_cidr(spec)),
+        ("tls-cert-file", pki("apiserver.crt")),
+        ("tls-private-key-file", pki("apiserver.key")),
+    ]);
+    args
+}
+
+/// NodeRestriction first, as kubeadm enables it, then the spec's plugins.
+fn admission_plugins(spec: &TenantControlPlaneSpec) -> String {
+    let mut admission = vec!["NodeRestriction".to_string()];
+    admission.extend(
+        spec.kubernetes
+            .admission_controllers
+            .iter()
+            .filter(|p| *p != "NodeRestriction")
+            .cloned(),
+    );
+    admission.join(",")
+}
+
+/// The DataStore: its endpoints, the tenant's prefix and the client certificate.
+fn etcd_flags(datastore: &DatastoreWiring) -> [(&'static str, String); 6] {
+    [
+        ("etcd-cafile", pki("etcd/ca.crt")),
+        ("etcd-certfile", pki("etcd/server.crt")),
+        ("etcd-keyfile", pki("etcd/server.key")),
+        ("etcd-prefix", datastore.prefix.clone()),
+        ("etcd-servers", datastore.etcd_servers.join(",")),
+        ("etcd-compaction-interval", "0".to_string()),
+    ]
+}
+
+/// Service-account tokens: who issues them, which keys verify and sign, how long they live.
+fn service_account_flags(
+    spec: &TenantControlPlaneSpec,
+    tokens: &TokenSettings,
+) -> [(&'static str, String); 5] {
+    [
         (
             "service-account-issuer",
-            format!("https://kubernetes.default.svc.{}", network.cluster_domain),
+            format!(
+                "https://kubernetes.default.svc.{}",
+                spec.network_profile.cluster_domain
+            ),
         ),
         // Every key in sa.pub verifies (the previous ones for a while after a rotation);
         // sa.key alone signs. Tokens live at most max-token-expiration, not extended.
@@ -602,37 +673,7 @@ fn api_server(
             format!("{}s", tokens.max_expiration.as_secs()),
         ),
         ("service-account-signing-key-file", pki("sa.key")),
-        ("service-cluster-ip-range", service_cidr(spec)),
-        ("tls-cert-file", pki("apiserver.crt")),
-        ("tls-private-key-file", pki("apiserver.key")),
-    ]);
-    let mut volume_mounts = mounts(custom, Component::ApiServer);
-    if let Some(egress) = egress_selector(spec) {
-        args.push(egress);
-        volume_mounts.push(uds_mount());
-    }
-    Container {
-        name: "kube-apiserver".into(),
-        image: Some(image(&custom.registry_settings.api_server_image, spec, custom)),
-        command: Some(vec!["kube-apiserver".into()]),
-        args: Some(merge_api_server_args(
-            flags(&args),
-            API_SERVER_MANAGED,
-            &of(&custom.extra_args, Component::ApiServer),
-        )),
-        resources: non_default(of(&custom.resources, Component::ApiServer)),
-        ports: Some(vec![ContainerPort {
-            name: Some("kube-apiserver".into()),
-            container_port: network.port,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
-        liveness_probe: Some(https_probe("/livez", network.port, 8)),
-        readiness_probe: Some(https_probe("/readyz", network.port, 3)),
-        startup_probe: Some(https_probe("/livez", network.port, 24)),
-        volume_mounts: Some(volume_mounts),
-        ..Container::default()
-    }
+    ]
 }
 
 /// With konnectivity, traffic to nodes goes through the konnectivity-server beside

@@ -207,7 +207,36 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
     let (schema, user) = datastore::schema_and_user(spec, &tenant.namespace, &tenant.name);
     let stored = stored_secrets(&observed.secrets);
     out.problems.extend(invalid_rotate_annotations(tenant, &stored));
-    let source = match &observed.datastore {
+    let pki_inputs = certificates::Inputs {
+        tenant: &tenant_inputs(tenant, spec, &endpoint, &user, inputs.superseded_groups_granted),
+        stored: &stored,
+        datastore: datastore_source(observed, &mut out),
+        provisioned: inputs.provisioned,
+        params: inputs.params,
+        service_account_grace: inputs.tokens.previous_keys_grace,
+        complete_ca_rotation: false,
+        ca_rotation_start_percent: inputs.ca_rotation.start_percent,
+        control_plane_runs_stored: control_plane_runs(inputs, observed),
+    };
+    let plan = pki_plan(inputs, observed, pki_inputs, &mut out);
+    let datastore_user = DatastoreUser {
+        schema: &schema,
+        user: &user,
+    };
+    let (data, written) = secrets_after_pass(inputs, observed, &stored, &plan, &datastore_user, &mut out);
+
+    let (before, after) = egress_selector(inputs, observed);
+    out.objects.extend(before);
+    if let Some(deployment) = deployment_object(inputs, observed, &data, &written, &mut out) {
+        out.objects.push(Object::Deployment(Box::new(deployment)));
+    }
+    out.objects.extend(after);
+    out
+}
+
+/// Where the DataStore certificate comes from; an unresolved DataStore is a problem.
+fn datastore_source<'o>(observed: &'o Observed, out: &mut Desired) -> DatastoreSource<'o> {
+    match &observed.datastore {
         Err(reason) => {
             out.problems.push(Problem::DataStore(reason.clone()));
             DatastoreSource::Unknown
@@ -217,20 +246,19 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
             (None, Some(copied)) => DatastoreSource::Copied(copied),
             (None, None) => DatastoreSource::None,
         },
-    };
-    let pki_inputs = certificates::Inputs {
-        tenant: &tenant_inputs(tenant, spec, &endpoint, &user, inputs.superseded_groups_granted),
-        stored: &stored,
-        datastore: source,
-        provisioned: inputs.provisioned,
-        params: inputs.params,
-        service_account_grace: inputs.tokens.previous_keys_grace,
-        complete_ca_rotation: false,
-        ca_rotation_start_percent: inputs.ca_rotation.start_percent,
-        control_plane_runs_stored: control_plane_runs(inputs, observed),
-    };
+    }
+}
+
+/// The certificate plan of this pass, a CA rotation's completion included when it
+/// is due; records in `out` what the plan decides for the status and the requeue.
+fn pki_plan(
+    inputs: &Inputs<'_>,
+    observed: &Observed,
+    pki_inputs: certificates::Inputs<'_>,
+    out: &mut Desired,
+) -> Plan {
     let mut plan = certificates::plan(&pki_inputs);
-    match completion(inputs, observed, &stored, &plan) {
+    match completion(inputs, observed, pki_inputs.stored, &plan) {
         Some(rotation::Decision::Complete(_)) => {
             plan = certificates::plan(&certificates::Inputs {
                 complete_ca_rotation: true,
@@ -258,13 +286,31 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
         .min();
     out.problems
         .extend(plan.problems.iter().cloned().map(Problem::Pki));
+    plan
+}
 
-    // The data every Secret will hold once this pass is applied.
+/// The tenant's schema and user on its DataStore.
+struct DatastoreUser<'a> {
+    schema: &'a str,
+    user: &'a str,
+}
+
+/// Queues the Secret writes of this pass in `out`; returns the data every Secret
+/// will hold once they are applied, and the suffixes written.
+fn secrets_after_pass(
+    inputs: &Inputs<'_>,
+    observed: &Observed,
+    stored: &StoredSecrets,
+    plan: &Plan,
+    datastore_user: &DatastoreUser<'_>,
+    out: &mut Desired,
+) -> (BTreeMap<String, SecretData>, Vec<String>) {
+    let tenant = inputs.tenant;
     let mut data: BTreeMap<String, SecretData> = stored
         .iter()
         .map(|(suffix, s)| (suffix.clone(), s.data.clone()))
         .collect();
-    let mut written = secret_writes(tenant, &plan, observed, &mut out);
+    let mut written = secret_writes(tenant, plan, observed, out);
     for write in plan
         .writes
         .iter()
@@ -272,22 +318,16 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
     {
         data.insert(write.suffix.to_string(), write.data.clone());
     }
+    let DatastoreUser { schema, user } = *datastore_user;
     if let Ok(resolved) = &observed.datastore
-        && let Some(config) = datastore_config(tenant, resolved, &schema, &user, &stored, inputs.params.now)
+        && let Some(config) = datastore_config(tenant, resolved, schema, user, stored, inputs.params.now)
     {
         data.insert(suffix::DATASTORE_CONFIG.to_string(), secret_data(&config));
         written.push(suffix::DATASTORE_CONFIG.to_string());
         out.objects.push(Object::Secret(Box::new(config)));
     }
-    restore_metadata(tenant, observed, &stored, &written, &mut out);
-
-    let (before, after) = egress_selector(inputs, observed);
-    out.objects.extend(before);
-    if let Some(deployment) = deployment_object(inputs, observed, &data, &written, &mut out) {
-        out.objects.push(Object::Deployment(Box::new(deployment)));
-    }
-    out.objects.extend(after);
-    out
+    restore_metadata(tenant, observed, stored, &written, out);
+    (data, written)
 }
 
 /// The konnectivity egress selector ConfigMap: applied before the Deployment that
