@@ -1715,11 +1715,15 @@ async fn write_permissions_limit_the_tenant_and_lifting_them_restores_writes() {
     set(r#"{"blockCreation":true,"blockDeletion":true}"#);
     env.wait_status(&client, &tenant, KubernetesVersionStatus::WriteLimited)
         .await;
+    // The API server enforces a new admission policy a moment after it is stored: a
+    // creation may still pass, so each attempt creates a new name.
+    let attempt = std::sync::atomic::AtomicUsize::new(0);
     let refused = eventually(
         "creations refused in the tenant",
         Duration::from_secs(120),
         || async {
-            let out = env.kubectl(&admin, &["create", "configmap", "during", "--from-literal=k=v"]);
+            let name = format!("during-{}", attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            let out = env.kubectl(&admin, &["create", "configmap", &name, "--from-literal=k=v"]);
             (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
         },
     )

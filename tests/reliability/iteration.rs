@@ -87,19 +87,38 @@ pub struct Outcome {
     pub versions: BTreeMap<String, usize>,
 }
 
+/// How long the ledger's watch may take to deliver what is stored (it may be
+/// reconnecting after an outage, with its backoff).
+const LEDGER_CATCH_UP: Duration = Duration::from_secs(60);
+
 /// The moment the work was asked for: taken just before asking.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Asked {
     mark: u64,
     at: Instant,
+    /// The ledger had not caught up with what was stored: its counts would be wrong.
+    lagging: Option<String>,
 }
 
 impl Asked {
-    /// Now, in the ledger of `case`.
+    /// Now, in `ledger`, for a flow that starts from nothing stored.
     pub fn now(ledger: &Ledger) -> Self {
         Self {
             mark: ledger.mark(),
             at: Instant::now(),
+            lagging: None,
+        }
+    }
+
+    /// Now, in the ledger of `case`, once it has delivered what `case.before` holds.
+    pub async fn once_caught_up(case: &Case<'_>) -> Self {
+        let caught_up = case
+            .ledger
+            .catch_up(case.before, case.tenant, LEDGER_CATCH_UP)
+            .await;
+        Self {
+            lagging: caught_up.err(),
+            ..Self::now(case.ledger)
         }
     }
 }
@@ -107,7 +126,11 @@ impl Asked {
 /// After the work was `asked` for: the fault `delay` later, then convergence and
 /// the invariants.
 pub(crate) async fn run(case: &Case<'_>, asked: Asked, delay: Duration, fault: &mut impl Fault) -> Outcome {
-    let Asked { mark, at: started } = asked;
+    let Asked {
+        mark,
+        at: started,
+        lagging,
+    } = asked;
     tokio::time::sleep_until(started + delay).await;
     let at_fault = fault.inject(case).await;
     let items = case.flow.items(case.before, &at_fault);
@@ -124,7 +147,11 @@ pub(crate) async fn run(case: &Case<'_>, asked: Asked, delay: Duration, fault: &
     if problems.is_empty() {
         problems.extend(violations(&after, case.scratch));
         problems.extend(key_pairs(case, &at_fault, &after));
-        problems.extend(done_twice(case, mark));
+        problems.extend(lagging);
+        match case.ledger.catch_up(&after, case.tenant, LEDGER_CATCH_UP).await {
+            Ok(()) => problems.extend(done_twice(case, mark)),
+            Err(lag) => problems.push(lag),
+        }
         let rollouts = after.revision() - case.before.revision();
         if rollouts != case.flow.rollouts() {
             problems.push(format!(

@@ -6,6 +6,7 @@
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use futures::StreamExt;
@@ -15,7 +16,7 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 
-use crate::tenant_state::{Snapshot, certificate_fingerprint, fingerprint};
+use crate::tenant_state::{SECRETS, Snapshot};
 
 /// Secret name → the distinct values it issued, in order, each with the sequence
 /// number of the event that brought it.
@@ -66,6 +67,43 @@ impl Ledger {
         *self.sequence.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Waits (up to `within`) until the watch has delivered what each of
+    /// `tenant`'s Secrets holds in `stored`. A watch still reconnecting after an
+    /// outage delivers the last flow's versions late, and they would count as the
+    /// next flow's: take a [`Self::mark`] only once caught up.
+    pub async fn catch_up(&self, stored: &Snapshot, tenant: &str, within: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let behind = self.behind(stored, tenant);
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "the ledger's watch had not delivered the stored {behind:?} within {within:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `tenant`'s Secrets whose value in `stored` the watch has not delivered yet
+    /// (each issued value is new, so having seen it once is enough).
+    fn behind(&self, stored: &Snapshot, tenant: &str) -> Vec<String> {
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        SECRETS
+            .iter()
+            .filter_map(|suffix| {
+                let value = stored.issued_value(suffix)?;
+                let name = format!("{tenant}-{suffix}");
+                let seen = history
+                    .get(&name)
+                    .is_some_and(|v| v.iter().any(|(_, x)| *x == value));
+                (!seen).then_some(name)
+            })
+            .collect()
+    }
+
     /// How many distinct values `secret` issued from `mark` on, the one it held at
     /// `mark` included.
     pub fn versions_since(&self, secret: &str, mark: u64) -> usize {
@@ -85,32 +123,16 @@ impl Drop for Ledger {
     }
 }
 
-/// What a tenant Secret issues: the signing CA of `<tcp>-ca`, the front-proxy CA,
-/// the service-account public key, or every certificate of a leaf or kubeconfig
-/// Secret. `None` for other Secrets.
+/// What a tenant Secret issues ([`Snapshot::issued_value`]), known by its name's
+/// suffix. `None` for other Secrets.
 fn issued(secret: &Secret) -> Option<String> {
     let name = secret.metadata.name.as_deref()?;
-    let data: BTreeMap<String, Vec<u8>> = secret
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    let suffix = crate::tenant_state::SECRETS
-        .iter()
-        .find(|s| name.ends_with(&format!("-{s}")))?;
-    match *suffix {
-        "ca" => certificate_fingerprint(data.get("tls.crt")?),
-        "front-proxy-ca-certificate" => certificate_fingerprint(data.get("front-proxy-ca.crt")?),
-        "sa-certificate" => data.get("sa.pub").map(|k| fingerprint(k)),
-        "datastore-config" => None,
-        _ => {
-            let snapshot = Snapshot {
-                secrets: [(suffix.to_string(), data)].into(),
-                ..Snapshot::default()
-            };
-            snapshot.issued(suffix).map(|all| all.join(","))
-        }
-    }
+    let suffix = SECRETS.iter().find(|s| name.ends_with(&format!("-{s}")))?;
+    let data = secret.data.clone().unwrap_or_default();
+    let data = data.into_iter().map(|(k, v)| (k, v.0)).collect();
+    let snapshot = Snapshot {
+        secrets: [(suffix.to_string(), data)].into(),
+        ..Snapshot::default()
+    };
+    snapshot.issued_value(suffix)
 }

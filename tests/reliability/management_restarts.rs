@@ -174,7 +174,7 @@ pub async fn restarts(plan: &Plan, component: &'static str) -> Row {
             scratch: scratch.path(),
             calibrated: None,
         };
-        let asked = Asked::now(&ledger);
+        let asked = Asked::once_caught_up(&case).await;
         rotate_every_secret(&management.kubeconfig, NAMESPACE, TENANT);
         // The first iteration calibrates; the last proves the watches resumed after the last outage.
         if iteration == 0 || iteration == plan.iterations + 1 {

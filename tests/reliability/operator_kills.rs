@@ -194,7 +194,7 @@ pub async fn rotation(plan: &Plan, client: &Client) -> Row {
             scratch: &scratch,
             calibrated: None,
         };
-        let asked = Asked::now(&ledger);
+        let asked = Asked::once_caught_up(&case).await;
         rotate_every_secret(&kubeconfig, &ns.name, &tenant.name);
         let (delay, mut outcome) = if iteration == 0 {
             (
@@ -257,7 +257,7 @@ pub async fn ca_rotation(plan: &Plan, client: &Client) -> Vec<Row> {
                 scratch: &scratch,
                 calibrated: calibrated[phase].as_ref(),
             };
-            let asked = Asked::now(&ledger);
+            let asked = Asked::once_caught_up(&case).await;
             ask_ca_phase(&ns.name, &tenant, flow);
             let row = &mut rows[phase];
             if round <= 1 {

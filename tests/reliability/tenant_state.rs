@@ -177,6 +177,19 @@ impl Snapshot {
             .collect()
     }
 
+    /// What a Secret issues, as one comparable value: the signing CA of `ca`, the
+    /// front-proxy CA, the service-account public key, or every certificate of a
+    /// leaf or kubeconfig Secret. `None` for `datastore-config`, or when absent.
+    pub fn issued_value(&self, suffix: &str) -> Option<String> {
+        match suffix {
+            "ca" => self.signing_ca(),
+            "front-proxy-ca-certificate" => self.front_proxy_ca(),
+            "sa-certificate" => self.service_account_key(),
+            "datastore-config" => None,
+            _ => self.issued(suffix).map(|all| all.join(",")),
+        }
+    }
+
     /// `deployment.kubernetes.io/revision`: how many rollouts the Deployment has had.
     pub fn revision(&self) -> i64 {
         self.deployment
