@@ -10,6 +10,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
@@ -119,23 +120,20 @@ pub enum LeaseLost {
 
 impl Candidate {
     /// Reads (or creates) the Lease and starts competing for it in the background.
+    /// An API server that cannot be reached, or fails, is retried with backoff, as
+    /// client-go's election retries: a standby that exited instead would crash-loop
+    /// through an outage and come back long after it (the kubelet's backoff). A
+    /// refusal (no such namespace, no permission) is a configuration error: it ends
+    /// the manager with an error naming the Lease.
     pub async fn join(client: Client, config: ElectionConfig) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
-        let manager = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
-            .with_namespace(&config.namespace)
-            .with_identity(&config.identity)
-            .with_duration(config.lease_duration.as_secs())
-            .with_grace(config.grace().as_secs())
-            .with_field_manager(format!("kamaji-rs-leader-election/{}", config.identity))
-            .build()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "reading the leader-election Lease {}/{}: {e}",
-                    config.namespace,
-                    config.lease_name
-                )
-            })?;
+        let manager = lease_manager(&client, &config).await.map_err(|e| {
+            anyhow::anyhow!(
+                "reading the leader-election Lease {}/{}: {e}",
+                config.namespace,
+                config.lease_name
+            )
+        })?;
         let (leading, task) = manager.watch().await;
         info!(
             lease = %format!("{}/{}", config.namespace, config.lease_name),
@@ -211,6 +209,52 @@ impl Candidate {
             Err(_) => warn!("releasing the leader lease timed out; it expires on its own"),
         }
     }
+}
+
+/// Builds the lease manager (it reads or creates the Lease), retrying until it can
+/// unless the API server refuses.
+async fn lease_manager(
+    client: &Client,
+    config: &ElectionConfig,
+) -> Result<LeaseManager, kube_lease_manager::LeaseManagerError> {
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(config.renew_period)
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        let built = LeaseManagerBuilder::new(client.clone(), &config.lease_name)
+            .with_namespace(&config.namespace)
+            .with_identity(&config.identity)
+            .with_duration(config.lease_duration.as_secs())
+            .with_grace(config.grace().as_secs())
+            .with_field_manager(format!("kamaji-rs-leader-election/{}", config.identity))
+            .build()
+            .await;
+        let error = match built {
+            Err(error) if !refused(&error) => error,
+            built => return built,
+        };
+        let retry_in = delays.next().unwrap_or(config.renew_period);
+        warn!(
+            lease = %format!("{}/{}", config.namespace, config.lease_name),
+            %error,
+            ?retry_in,
+            "reading the leader-election Lease failed; retrying"
+        );
+        tokio::time::sleep(retry_in).await;
+    }
+}
+
+/// The API server answered with a client error other than "too many requests":
+/// asking again will not help.
+fn refused(error: &kube_lease_manager::LeaseManagerError) -> bool {
+    matches!(
+        error,
+        kube_lease_manager::LeaseManagerError::KubeError(kube::Error::Api(status))
+            if (400..500).contains(&status.code) && status.code != 429
+    )
 }
 
 fn describe(ended: Result<kube_lease_manager::Result<LeaseManager>, tokio::task::JoinError>) -> String {
@@ -304,6 +348,28 @@ mod tests {
         fractional.lease_duration = Duration::from_millis(15_500);
         assert!(fractional.validate().is_err());
         assert_eq!(config(15, 10).grace(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn only_a_refusal_ends_the_wait_for_the_lease() {
+        use kube_lease_manager::LeaseManagerError;
+        let answered = |code: u16| {
+            LeaseManagerError::KubeError(kube::Error::Api(
+                kube::core::Status {
+                    code,
+                    ..kube::core::Status::failure("no", "Test")
+                }
+                .boxed(),
+            ))
+        };
+        assert!(refused(&answered(404)), "no such namespace");
+        assert!(refused(&answered(403)), "no permission");
+        assert!(!refused(&answered(429)), "throttled: ask again");
+        assert!(!refused(&answered(503)), "the API server is starting");
+        assert!(
+            !refused(&LeaseManagerError::LeaseAlreadyExists("kamaji-rs".into())),
+            "another replica created it"
+        );
     }
 
     #[test]

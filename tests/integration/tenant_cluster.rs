@@ -1722,7 +1722,10 @@ async fn write_permissions_limit_the_tenant_and_lifting_them_restores_writes() {
         "creations refused in the tenant",
         Duration::from_secs(120),
         || async {
-            let name = format!("during-{}", attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            let name = format!(
+                "during-{}",
+                attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
             let out = env.kubectl(&admin, &["create", "configmap", &name, "--from-literal=k=v"]);
             (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
         },
