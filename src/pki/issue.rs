@@ -723,10 +723,17 @@ pub enum Stale {
         key: String,
     },
     /// A serving certificate lacks (or carries a stale) intermediate of a CA rotation.
-    #[error("{key} does not carry the intermediate certificate of the current CA rotation")]
+    #[error(
+        "{key} carries {carried} intermediate certificate(s) where the current CA rotation wants {wanted} ({})",
+        if *wanted == 0 { "none" } else if *carried == *wanted { "another one" } else { "the cross-signed new CA" }
+    )]
     ChainChanged {
         /// Data key.
         key: String,
+        /// Intermediates stored after the certificate.
+        carried: usize,
+        /// Intermediates it should carry now.
+        wanted: usize,
     },
     /// The CA needed to check it is absent or unusable.
     #[error("{0}")]
@@ -951,7 +958,11 @@ fn check_chain(key: &str, cert_pem: &[u8], intermediate: Option<&str>) -> Result
     if carried == wanted {
         Ok(())
     } else {
-        Err(Stale::ChainChanged { key: key.into() })
+        Err(Stale::ChainChanged {
+            key: key.into(),
+            carried: carried.len(),
+            wanted: wanted.len(),
+        })
     }
 }
 
