@@ -456,35 +456,13 @@ async fn request_rotations(
         .secrets
         .get(&ObjectRef::from_obj(secret))
         .unwrap_or_else(|| Arc::new(secret.clone()));
-    let mut due: Vec<(Arc<Secret>, String)> = Vec::new();
     let siblings = state.secrets.state().into_iter().filter(|s| {
         s.namespace().as_deref() == Some(namespace)
             && owner(s).as_deref() == Some(tenant)
             && s.name_any() != name
             && !s.annotations().contains_key(labels::PAUSED)
     });
-    for candidate in std::iter::once(secret).chain(siblings) {
-        let Some(lifecycle) = lifecycle_of(&candidate) else {
-            continue;
-        };
-        let Ok(inspection) = inspect_secret(&candidate, lifecycle) else {
-            continue;
-        };
-        let Some(earliest) = inspection.earliest() else {
-            continue;
-        };
-        let rotate = candidate.annotations().get(labels::ROTATE).map(String::as_str);
-        if decide(earliest.not_after, now, deadline, rotate) == Decision::RequestRotation {
-            let note = format!(
-                "{} (serial {}) expires at {}, within the expiration deadline ({}): rotation requested",
-                earliest.data_key,
-                earliest.serial,
-                rfc3339(earliest.not_after),
-                humantime::format_duration(deadline)
-            );
-            due.push((candidate, note));
-        }
-    }
+    let due = due_for_rotation(std::iter::once(secret).chain(siblings), now, deadline);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
@@ -520,6 +498,39 @@ async fn request_rotations(
         info!(%namespace, %tenant, secrets = ?requested, "certificates within the expiration deadline: rotation requested");
     }
     Ok(Action::await_change())
+}
+
+/// The Secrets among `candidates` whose deadline has passed, each with the event
+/// note that says why; unreadable ones are left to their own check.
+fn due_for_rotation(
+    candidates: impl Iterator<Item = Arc<Secret>>,
+    now: OffsetDateTime,
+    deadline: std::time::Duration,
+) -> Vec<(Arc<Secret>, String)> {
+    let mut due = Vec::new();
+    for candidate in candidates {
+        let Some(lifecycle) = lifecycle_of(&candidate) else {
+            continue;
+        };
+        let Ok(inspection) = inspect_secret(&candidate, lifecycle) else {
+            continue;
+        };
+        let Some(earliest) = inspection.earliest() else {
+            continue;
+        };
+        let rotate = candidate.annotations().get(labels::ROTATE).map(String::as_str);
+        if decide(earliest.not_after, now, deadline, rotate) == Decision::RequestRotation {
+            let note = format!(
+                "{} (serial {}) expires at {}, within the expiration deadline ({}): rotation requested",
+                earliest.data_key,
+                earliest.serial,
+                rfc3339(earliest.not_after),
+                humantime::format_duration(deadline)
+            );
+            due.push((candidate, note));
+        }
+    }
+    due
 }
 
 /// Retries a failed check with per-Secret exponential backoff (5 s doubling to 5 min).

@@ -107,6 +107,30 @@ pub fn status(inputs: &Inputs<'_>) -> TenantControlPlaneStatus {
     }
     record_ca_rotation(&mut status, inputs, steps, derived.status);
     status.control_plane_endpoint = Some(endpoint.to_string());
+    record_resources(&mut status, inputs, rollout, &derived);
+    let ready = derived.status.serving();
+    set_condition_at(
+        &mut status.conditions,
+        "Ready",
+        ready,
+        derived.status.as_str(),
+        format!("control plane is {}", derived.status.as_str()),
+        generation,
+        now,
+    );
+    driver_condition(&mut status, inputs.problems, generation, now);
+    fields_condition(&mut status, tcp, generation, now);
+    status.observed_generation = generation;
+    status
+}
+
+/// The version, the Deployment's rollout and the DataStore in use.
+fn record_resources(
+    status: &mut TenantControlPlaneStatus,
+    inputs: &Inputs<'_>,
+    rollout: Option<Rollout>,
+    derived: &rules::Derived,
+) {
     status.kubernetes_resources = Some(KubernetesResourcesStatus {
         version: Some(VersionStatus {
             version: derived.installed_version.clone(),
@@ -125,20 +149,6 @@ pub fn status(inputs: &Inputs<'_>) -> TenantControlPlaneStatus {
         storage.driver = Some(driver.to_string());
         storage.data_store_name = Some(name.to_string());
     }
-    let ready = derived.status.serving();
-    set_condition_at(
-        &mut status.conditions,
-        "Ready",
-        ready,
-        derived.status.as_str(),
-        format!("control plane is {}", derived.status.as_str()),
-        generation,
-        now,
-    );
-    driver_condition(&mut status, inputs.problems, generation, now);
-    fields_condition(&mut status, tcp, generation, now);
-    status.observed_generation = generation;
-    status
 }
 
 fn now_offset(now: Timestamp) -> time::OffsetDateTime {
