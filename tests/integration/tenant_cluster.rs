@@ -161,7 +161,17 @@ async fn tenant_admin_conf_is_cluster_admin_and_a_deleted_binding_is_restored() 
     // Each status writer owns its own conditions, and neither undoes the other: at
     // steady state the TCP does not change.
     let tcps: kube::Api<kamaji::api::TenantControlPlane> = kube::Api::namespaced(client.clone(), &ns.name);
-    let before = tcps.get(&tenant.name).await.expect("the TCP");
+    // Steady state: both writers have reported (the tenant-side controller's last
+    // condition may land a few seconds after the others); then nothing changes.
+    let mut before = tcps.get(&tenant.name).await.expect("the TCP");
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let now = tcps.get(&tenant.name).await.expect("the TCP");
+        if now.metadata.resource_version == before.metadata.resource_version {
+            break;
+        }
+        before = now;
+    }
     let managers: Vec<(String, String)> = before
         .metadata
         .managed_fields
