@@ -723,10 +723,7 @@ pub enum Stale {
         key: String,
     },
     /// A serving certificate lacks (or carries a stale) intermediate of a CA rotation.
-    #[error(
-        "{key} carries {carried} intermediate certificate(s) where the current CA rotation wants {wanted} ({})",
-        if *wanted == 0 { "none" } else if *carried == *wanted { "another one" } else { "the cross-signed new CA" }
-    )]
+    #[error("{key} {}", chain_mismatch(*carried, *wanted))]
     ChainChanged {
         /// Data key.
         key: String,
@@ -944,6 +941,16 @@ fn check_subject(spec: &CertificateSpec, tenant: &TenantInputs, stored: &StoredL
         return Err(Stale::SansChanged { key: key_name.into() });
     }
     Ok(())
+}
+
+/// How a stored chain differs from the one a CA rotation wants (counts alone cannot
+/// tell two different intermediates apart).
+fn chain_mismatch(carried: usize, wanted: usize) -> String {
+    if carried == wanted {
+        "carries another intermediate certificate than the current CA rotation's".into()
+    } else {
+        format!("carries {carried} intermediate certificate(s) where the current CA rotation wants {wanted}")
+    }
 }
 
 /// A serving certificate carries exactly the intermediate it should (the cross-signed

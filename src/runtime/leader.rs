@@ -60,6 +60,11 @@ impl ElectionConfig {
         Ok(())
     }
 
+    /// `namespace/name` of the Lease, as logs and errors name it.
+    fn lease_ref(&self) -> String {
+        format!("{}/{}", self.namespace, self.lease_name)
+    }
+
     /// Renew this long before the lease expires (kube-lease-manager's grace).
     fn grace(&self) -> Duration {
         self.lease_duration.saturating_sub(self.renew_period)
@@ -127,16 +132,12 @@ impl Candidate {
     /// the manager with an error naming the Lease.
     pub async fn join(client: Client, config: ElectionConfig) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
-        let manager = lease_manager(&client, &config).await.map_err(|e| {
-            anyhow::anyhow!(
-                "reading the leader-election Lease {}/{}: {e}",
-                config.namespace,
-                config.lease_name
-            )
-        })?;
+        let manager = lease_manager(&client, &config)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the leader-election Lease {}: {e}", config.lease_ref()))?;
         let (leading, task) = manager.watch().await;
         info!(
-            lease = %format!("{}/{}", config.namespace, config.lease_name),
+            lease = %config.lease_ref(),
             identity = %config.identity,
             "waiting for the leader lease"
         );
@@ -238,7 +239,7 @@ async fn lease_manager(
         };
         let retry_in = delays.next().unwrap_or(config.renew_period);
         warn!(
-            lease = %format!("{}/{}", config.namespace, config.lease_name),
+            lease = %config.lease_ref(),
             %error,
             ?retry_in,
             "reading the leader-election Lease failed; retrying"
