@@ -235,9 +235,14 @@ pub struct Inputs<'a> {
     pub complete_ca_rotation: bool,
     /// A CA's rotation starts by itself once this share (percent) of its lifetime has passed.
     pub ca_rotation_start_percent: u8,
-    /// The control plane has rolled out with the material as stored: during a
-    /// prepared CA rotation it trusts the new CA, so client certificates move to it.
+    /// The control plane has rolled out with all of its material as stored: it
+    /// serves the serving certificates stored, so a prepared CA rotation may complete.
     pub control_plane_runs_stored: bool,
+    /// The control plane has rolled out with the CA Secrets as stored: during a
+    /// prepared CA rotation it trusts the new CA, so client certificates move to it
+    /// (all of them in one pass, even when an operator killed in the middle of that
+    /// pass left some moved: the rollout they trigger is one).
+    pub control_plane_trusts_stored: bool,
 }
 
 /// Decides and issues every write the tenant's PKI needs now.
@@ -411,11 +416,11 @@ fn serving_moved(inputs: &Inputs<'_>, spec: &AuthoritySpec, ca: &StoredCa) -> Se
 }
 
 /// Which steps of a prepared rotation go ahead in this pass: client certificates move
-/// once the control plane runs the CA as stored (not one written now); serving ones
+/// once the control plane trusts the CA as stored (not one written now); serving ones
 /// once completion was decided or has begun.
 fn progress(inputs: &Inputs<'_>, spec: &AuthoritySpec, ca: &StoredCa, written: bool) -> Progress {
     Progress {
-        clients_move: inputs.control_plane_runs_stored && !written,
+        clients_move: inputs.control_plane_trusts_stored && !written,
         serving_moves: ca.phase() == Phase::Prepared
             && (inputs.complete_ca_rotation || serving_moved(inputs, spec, ca).underway()),
     }
@@ -717,6 +722,7 @@ mod tests {
             complete_ca_rotation: false,
             ca_rotation_start_percent: 80,
             control_plane_runs_stored: true,
+            control_plane_trusts_stored: true,
         })
     }
 
@@ -732,6 +738,7 @@ mod tests {
             complete_ca_rotation: false,
             ca_rotation_start_percent: 80,
             control_plane_runs_stored: false,
+            control_plane_trusts_stored: false,
         })
     }
 
@@ -848,6 +855,7 @@ mod tests {
             complete_ca_rotation: false,
             ca_rotation_start_percent: 80,
             control_plane_runs_stored: true,
+            control_plane_trusts_stored: true,
         });
         assert!(
             before_binding.writes.is_empty(),
@@ -880,6 +888,7 @@ mod tests {
             complete_ca_rotation: true,
             ca_rotation_start_percent: 80,
             control_plane_runs_stored: true,
+            control_plane_trusts_stored: true,
         })
     }
 
@@ -1028,6 +1037,7 @@ mod tests {
                 complete_ca_rotation: false,
                 ca_rotation_start_percent: 80,
                 control_plane_runs_stored: true,
+                control_plane_trusts_stored: true,
             })
         };
         let first = plan_at(&stored, short.now);

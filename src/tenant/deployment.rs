@@ -39,6 +39,12 @@ use crate::{
 /// Pod-template annotation holding the checksum of every mounted Secret.
 pub const MATERIAL_CHECKSUM: &str = "kamaji.clastix.io/material-checksum";
 
+/// Deployment annotation (on the Deployment itself, so writing it rolls nothing)
+/// holding the checksum of the CA Secrets its pod template mounts: once that
+/// template has rolled out, the control plane trusts those CAs, whatever other
+/// mounted material changed since.
+pub const TRUST_CHECKSUM: &str = "kamaji.clastix.io/trust-checksum";
+
 const PKI_DIR: &str = "/etc/kubernetes/pki";
 const KUBECONFIG_DIR: &str = "/etc/kubernetes";
 const CONTROLLER_MANAGER_PORT: i32 = 10257;
@@ -73,6 +79,38 @@ pub fn deployed_checksum(deployment: &Deployment) -> Option<String> {
         .as_ref()?
         .get(MATERIAL_CHECKSUM)
         .cloned()
+}
+
+/// The trust checksum the Deployment carries for its pod template (absent on a
+/// Deployment written before it existed, or while a rollout of such one is held).
+pub fn deployed_trust_checksum(deployment: &Deployment) -> Option<String> {
+    deployment
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(TRUST_CHECKSUM)
+        .cloned()
+}
+
+/// The checksums a pod template is written with: of every mounted Secret, and of
+/// the CA Secrets alone (unknown while a template written without it is held).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checksums<'a> {
+    /// [`MATERIAL_CHECKSUM`]: every mounted Secret.
+    pub material: &'a str,
+    /// [`TRUST_CHECKSUM`]: the CA Secrets.
+    pub trust: Option<&'a str>,
+}
+
+/// [`material_checksum`] over the CA Secrets only (`data_of` a suffix): what the
+/// control plane trusts.
+pub fn trust_checksum<'a>(data_of: impl Fn(&str) -> Option<&'a BTreeMap<String, Vec<u8>>>) -> String {
+    let empty = BTreeMap::new();
+    material_checksum(
+        catalog::AUTHORITIES
+            .iter()
+            .map(|spec| (spec.secret_suffix, data_of(spec.secret_suffix).unwrap_or(&empty))),
+    )
 }
 
 /// Checksum over the data of the mounted Secrets, by suffix, in a stable order.
@@ -143,7 +181,7 @@ pub fn desired(
     spec: &TenantControlPlaneSpec,
     datastore: &DatastoreWiring,
     tokens: &TokenSettings,
-    material_checksum: &str,
+    checksums: Checksums<'_>,
 ) -> Deployment {
     let konnectivity = spec.konnectivity().is_some();
     let custom = spec.control_plane.deployment.customisation();
@@ -171,12 +209,12 @@ pub fn desired(
         match_expressions: None,
     };
     Deployment {
-        metadata: deployment_meta(tenant, &custom),
+        metadata: deployment_meta(tenant, &custom, checksums.trust),
         spec: DeploymentSpec {
             replicas: Some(spec.control_plane.deployment.replicas),
             strategy: Some(strategy(custom.strategy.clone())),
             template: PodTemplateSpec {
-                metadata: Some(pod_meta(tenant, &custom, material_checksum)),
+                metadata: Some(pod_meta(tenant, &custom, checksums.material)),
                 spec: Some(PodSpec {
                     init_containers: non_empty_vec(custom.additional_init_containers.clone()),
                     containers,
@@ -205,14 +243,17 @@ pub fn desired(
     }
 }
 
-/// The Deployment's metadata: Kamaji's `additionalMetadata`, under our labels.
-fn deployment_meta(tenant: &TenantRef, custom: &DeploymentCustomisation) -> ObjectMeta {
+/// The Deployment's metadata: Kamaji's `additionalMetadata`, under our labels
+/// and trust checksum.
+fn deployment_meta(tenant: &TenantRef, custom: &DeploymentCustomisation, trust: Option<&str>) -> ObjectMeta {
     let mut meta = tenant.object_meta(suffix::DEPLOYMENT);
     meta.name = Some(tenant.name.clone());
     let mut labels = custom.additional_metadata.labels.clone();
     labels.extend(meta.labels.take().unwrap_or_default());
     meta.labels = Some(labels);
-    meta.annotations = non_empty(custom.additional_metadata.annotations.clone());
+    let mut annotations = custom.additional_metadata.annotations.clone();
+    annotations.extend(trust.map(|t| (TRUST_CHECKSUM.to_string(), t.to_string())));
+    meta.annotations = non_empty(annotations);
     meta
 }
 
@@ -835,6 +876,11 @@ mod tests {
         tenant::meta::tests::tenant,
     };
 
+    const CHECKSUMS: Checksums<'static> = Checksums {
+        material: "abc",
+        trust: Some("def"),
+    };
+
     fn spec(konnectivity: bool) -> TenantControlPlaneSpec {
         TenantControlPlaneSpec {
             kubernetes: KubernetesSpec {
@@ -871,7 +917,7 @@ mod tests {
             &spec(false),
             &wiring(),
             &TokenSettings::default(),
-            "abc",
+            CHECKSUMS,
         );
         let args = container(&d, "kube-apiserver").args.clone().unwrap_or_default();
         for expected in [
@@ -900,7 +946,7 @@ mod tests {
             &spec(false),
             &wiring(),
             &TokenSettings::default(),
-            "abc",
+            CHECKSUMS,
         );
         let args = container(&d, "kube-controller-manager")
             .args
@@ -918,7 +964,7 @@ mod tests {
             &spec(true),
             &wiring(),
             &TokenSettings::default(),
-            "abc",
+            CHECKSUMS,
         );
         let template = &d.spec.template;
         let annotations = template
@@ -953,7 +999,7 @@ mod tests {
             &spec(true),
             &wiring(),
             &TokenSettings::default(),
-            "abc",
+            CHECKSUMS,
         );
         let pod = d.spec.template.spec.as_ref().expect("pod");
         let container = |name: &str| pod.containers.iter().find(|c| c.name == name).expect(name);
@@ -1009,7 +1055,7 @@ mod tests {
             &spec(false),
             &wiring(),
             &TokenSettings::default(),
-            "abc",
+            CHECKSUMS,
         );
         let args = without.spec.template.spec.expect("pod").containers[0]
             .args
@@ -1038,7 +1084,7 @@ mod tests {
             spec,
             &wiring(),
             &TokenSettings::default(),
-            "abc",
+            CHECKSUMS,
         )
     }
 
@@ -1265,7 +1311,7 @@ mod tests {
         let mut spec = with(
             "additionalMetadata",
             json!({"labels": {"team": "infra", "kamaji.clastix.io/name": "other"},
-                   "annotations": {"owner": "infra@example.com"}}),
+                   "annotations": {"owner": "infra@example.com", TRUST_CHECKSUM: "forged"}}),
         );
         spec.control_plane.deployment.not_acted_on.insert(
             "podAdditionalMetadata".into(),
@@ -1276,10 +1322,9 @@ mod tests {
         let labels = d.metadata.labels.clone().unwrap_or_default();
         assert_eq!(labels["team"], "infra");
         assert_eq!(labels["kamaji.clastix.io/name"], "k8s-133");
-        assert_eq!(
-            d.metadata.annotations.clone().unwrap_or_default()["owner"],
-            "infra@example.com"
-        );
+        let annotations = d.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(annotations["owner"], "infra@example.com");
+        assert_eq!(annotations[TRUST_CHECKSUM], "def");
         let template = d.spec.template.metadata.clone().unwrap_or_default();
         let pod_labels = template.labels.unwrap_or_default();
         assert_eq!(pod_labels["tier"], "cp");
@@ -1364,7 +1409,7 @@ mod tests {
             &spec,
             &wiring(),
             &TokenSettings::default(),
-            "abc",
+            CHECKSUMS,
         );
         let args = container(&d, "kube-apiserver").args.clone().unwrap_or_default();
         assert!(

@@ -217,6 +217,7 @@ pub fn desired(inputs: &Inputs<'_>, observed: &Observed) -> Desired {
         complete_ca_rotation: false,
         ca_rotation_start_percent: inputs.ca_rotation.start_percent,
         control_plane_runs_stored: control_plane_runs(inputs, observed),
+        control_plane_trusts_stored: control_plane_trusts(inputs, observed),
     };
     let plan = pki_plan(inputs, observed, pki_inputs, &mut out);
     let datastore_user = DatastoreUser {
@@ -401,6 +402,30 @@ fn control_plane_runs(inputs: &Inputs<'_>, observed: &Observed) -> bool {
     complete
         && deployment::deployed_checksum(deployment)
             == Some(deployment::material_checksum(data.iter().map(|(s, d)| (*s, d))))
+}
+
+/// The Deployment has rolled out with a pod template carrying the CA Secrets stored
+/// now, whatever else of its material changed since: the running control plane
+/// trusts those CAs. Without a trust checksum (a Deployment written before it), all
+/// of the material must match.
+fn control_plane_trusts(inputs: &Inputs<'_>, observed: &Observed) -> bool {
+    let Some(deployment) = observed.deployment.as_ref() else {
+        return false;
+    };
+    let Some(deployed) = deployment::deployed_trust_checksum(deployment) else {
+        return control_plane_runs(inputs, observed);
+    };
+    let data: BTreeMap<&str, SecretData> = catalog::AUTHORITIES
+        .iter()
+        .filter_map(|spec| {
+            Some((
+                spec.secret_suffix,
+                secret_data(observed.secrets.get(spec.secret_suffix)?),
+            ))
+        })
+        .collect();
+    super::status::Rollout::of(deployment).complete()
+        && deployed == deployment::trust_checksum(|s| data.get(s))
 }
 
 /// The tenant as its certificates see it.
@@ -676,28 +701,30 @@ fn deployment_object(
     let konnectivity = inputs.spec.konnectivity().is_some();
     let mounted = deployment::mounted_secret_suffixes(konnectivity);
     let empty = SecretData::new();
-    let checksum =
+    let material =
         deployment::material_checksum(mounted.iter().map(|s| (*s, data.get(*s).unwrap_or(&empty))));
-    let deployed = observed
-        .deployment
-        .as_ref()
-        .and_then(deployment::deployed_checksum);
-    let checksum = match deployed {
-        Some(deployed) if deployed != checksum => match batch_wait(inputs, observed, &mounted, written) {
+    let trust = deployment::trust_checksum(|s| data.get(s));
+    let deployed = observed.deployment.as_ref();
+    // A held rollout keeps the template, and the trust checksum written with it.
+    let (material, trust) = match deployed.and_then(deployment::deployed_checksum) {
+        Some(held) if held != material => match batch_wait(inputs, observed, &mounted, written) {
             Some(wait) => {
                 out.rollout_held_for = Some(wait);
-                deployed
+                (held, deployed.and_then(deployment::deployed_trust_checksum))
             }
-            None => checksum,
+            None => (material, Some(trust)),
         },
-        _ => checksum,
+        _ => (material, Some(trust)),
     };
     Some(deployment::desired(
         inputs.tenant,
         inputs.spec,
         &resolved.wiring,
         &inputs.tokens,
-        &checksum,
+        deployment::Checksums {
+            material: &material,
+            trust: trust.as_deref(),
+        },
     ))
 }
 

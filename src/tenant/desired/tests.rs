@@ -453,3 +453,114 @@ fn a_rotate_annotation_that_is_neither_empty_nor_a_time_is_reported_and_rotates_
         Some([(labels::ROTATE.to_string(), "2026-01-02T03:04:05Z".to_string())].into());
     assert!(run(&observed).problems.is_empty());
 }
+
+/// `deployment`, stored and rolled out: every replica runs its template.
+fn rolled_out(deployment: Option<&Deployment>) -> Option<Deployment> {
+    let mut deployment = deployment?.clone();
+    let replicas = deployment.spec.replicas;
+    deployment.metadata.generation = Some(1);
+    deployment.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+        observed_generation: Some(1),
+        replicas,
+        updated_replicas: replicas,
+        ready_replicas: replicas,
+        ..Default::default()
+    });
+    Some(deployment)
+}
+
+/// Stores `written` over `observed`, our field manager's last change a minute ago
+/// (so the next pass finds the batch settled).
+fn store(observed: &mut Observed, written: BTreeMap<String, Secret>) {
+    let a_minute_ago = Timestamp::now() - std::time::Duration::from_secs(60);
+    for (suffix, mut secret) in written {
+        secret.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+            manager: Some(labels::FIELD_MANAGER.into()),
+            operation: Some("Apply".into()),
+            time: Some(Time(a_minute_ago)),
+            ..ManagedFieldsEntry::default()
+        }]);
+        observed.secrets.insert(suffix, secret);
+    }
+}
+
+/// The tenant CA's client certificates as stored: how many its new CA signs.
+fn clients_moved(secrets: &BTreeMap<String, Secret>) -> crate::pki::Moved {
+    let data: BTreeMap<&str, SecretData> = secrets
+        .iter()
+        .map(|(suffix, secret)| (suffix.as_str(), secret_data(secret)))
+        .collect();
+    let ca =
+        StoredCa::load(&catalog::TENANT_CA, &data[catalog::TENANT_CA.secret_suffix]).expect("the tenant CA");
+    crate::pki::Moved::count_clients(
+        &catalog::TENANT_CA,
+        &ca,
+        |s| data.get(s),
+        OffsetDateTime::now_utc(),
+    )
+}
+
+#[test]
+fn an_operator_killed_while_clients_move_finishes_the_move_before_the_control_plane_rolls() {
+    let mut observed = provisioned(&datastore_ca());
+    observed.deployment = rolled_out(observed.deployment.as_ref());
+    observed
+        .secrets
+        .get_mut(catalog::TENANT_CA.secret_suffix)
+        .expect("stored")
+        .metadata
+        .annotations = Some(BTreeMap::from([(labels::ROTATE.to_string(), String::new())]));
+
+    // Prepare: the bundles take the new CA and roll out, until the pass that moves clients.
+    let mut moving = None;
+    for _ in 0..10 {
+        let out = run(&observed);
+        let mut after = observed.secrets.clone();
+        after.extend(secrets(&out));
+        if clients_moved(&after).moved > 0 {
+            moving = Some(out);
+            break;
+        }
+        store(&mut observed, secrets(&out));
+        observed.deployment = rolled_out(deployment_of(&out));
+    }
+    let moving = moving.expect("a pass moves the client certificates to the new CA");
+    let mut written = secrets(&moving);
+    assert!(
+        written.len() > 1,
+        "clients move in one pass: {:?}",
+        written.keys()
+    );
+
+    // The operator dies after storing all but one of them; the Deployment is unchanged.
+    let (left, _) = written.pop_last().expect("a Secret left unwritten");
+    let deployed = observed
+        .deployment
+        .as_ref()
+        .and_then(deployment::deployed_checksum);
+    store(&mut observed, written);
+    assert!(
+        !clients_moved(&observed.secrets).all(),
+        "{left} still carries the old CA's certificate"
+    );
+
+    // The restarted operator finishes the move first: the control plane still trusts the new CA.
+    let restarted = run(&observed);
+    let finished = secrets(&restarted);
+    assert_eq!(finished.keys().collect::<Vec<_>>(), [&left]);
+    assert_eq!(
+        deployment_of(&restarted).and_then(deployment::deployed_checksum),
+        deployed,
+        "no rollout to the partly moved material"
+    );
+    store(&mut observed, finished);
+    assert!(clients_moved(&observed.secrets).all());
+
+    // Then one rollout carries the whole move.
+    let settled = run(&observed);
+    assert!(secrets(&settled).is_empty());
+    assert_ne!(
+        deployment_of(&settled).and_then(deployment::deployed_checksum),
+        deployed
+    );
+}
