@@ -8,9 +8,15 @@
 //! processes stop and start again on the material stored then, as a rollout
 //! replaces the pods. Not for production: hidden from `kamaji --help`.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{ConfigMap, Secret},
@@ -29,6 +35,13 @@ use crate::api::labels;
 const COMPONENTS: [&str; 3] = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
 /// How often the Deployment's generation is read.
 const POLL: Duration = Duration::from_secs(1);
+/// A component that exited waits this long before its first restart, doubling up
+/// to [`RESTART_MAX_DELAY`] (the kubelet's CrashLoopBackOff, shorter: the first
+/// exits are a controller-manager started before its API server serves).
+const RESTART_FIRST_DELAY: Duration = Duration::from_secs(1);
+const RESTART_MAX_DELAY: Duration = Duration::from_secs(60);
+/// A component that ran this long before it exited starts again at the first delay.
+const RESTART_RESET_AFTER: Duration = Duration::from_secs(120);
 
 /// Arguments of `kamaji dev control-plane`.
 #[derive(Clone, Debug, clap::Args)]
@@ -62,6 +75,49 @@ struct Component {
     name: &'static str,
     flags: Vec<String>,
     child: Child,
+    restarts: CrashLoop,
+}
+
+/// When a component that keeps exiting starts again.
+struct CrashLoop {
+    delays: ExponentialBackoff,
+    started: Instant,
+    /// It exited: the time it starts again.
+    due: Option<Instant>,
+}
+
+impl CrashLoop {
+    fn new() -> Self {
+        Self {
+            delays: ExponentialBuilder::default()
+                .with_min_delay(RESTART_FIRST_DELAY)
+                .with_max_delay(RESTART_MAX_DELAY)
+                .without_max_times()
+                .build(),
+            started: Instant::now(),
+            due: None,
+        }
+    }
+
+    /// The component exited now: how long it waits before it starts again.
+    fn exited(&mut self) -> Duration {
+        if self.started.elapsed() >= RESTART_RESET_AFTER {
+            *self = Self::new();
+        }
+        let delay = self.delays.next().unwrap_or(RESTART_MAX_DELAY);
+        self.due = Some(Instant::now() + delay);
+        delay
+    }
+
+    /// Its restart is due now (and it is then counted as started).
+    fn restart_due(&mut self) -> bool {
+        if self.due.is_some_and(|due| Instant::now() >= due) {
+            self.due = None;
+            self.started = Instant::now();
+            return true;
+        }
+        false
+    }
 }
 
 impl Running {
@@ -76,12 +132,20 @@ impl Running {
 
     /// Starts again each component that exited, as the kubelet restarts a container
     /// (a controller-manager started before its API server serves gives up after
-    /// a few seconds).
+    /// a few seconds), with a growing delay while it keeps exiting.
     fn restart_exited(&mut self, args: &ControlPlaneArgs) -> anyhow::Result<()> {
         for component in &mut self.components {
-            if let Some(status) = component.child.try_wait()? {
-                println!("{} exited ({status}); restarting it", component.name);
+            if component.restarts.restart_due() {
                 component.child = spawn(args, component.name, &component.flags)?;
+            } else if component.restarts.due.is_none()
+                && let Some(status) = component.child.try_wait()?
+            {
+                let delay = component.restarts.exited();
+                println!(
+                    "{} exited ({status}); restarting it in {}",
+                    component.name,
+                    humantime::format_duration(delay)
+                );
             }
         }
         Ok(())
@@ -170,7 +234,12 @@ fn start(
         };
         set_flags(&mut flags, &local_flags(name, &root.join("apiserver-cert-dir")));
         let child = spawn(args, name, &flags)?;
-        plane.components.push(Component { name, flags, child });
+        plane.components.push(Component {
+            name,
+            flags,
+            child,
+            restarts: CrashLoop::new(),
+        });
     }
     Ok(plane)
 }
@@ -233,4 +302,17 @@ async fn client(args: &ControlPlaneArgs) -> anyhow::Result<(Client, String)> {
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
     Ok((Client::try_from(config)?, namespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_component_that_keeps_exiting_waits_longer_each_time_up_to_a_minute() {
+        let mut restarts = CrashLoop::new();
+        let delays: Vec<u64> = (0..9).map(|_| restarts.exited().as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert!(!restarts.restart_due(), "not before its delay has passed");
+    }
 }
