@@ -19,6 +19,9 @@ pub enum Scenario {
     KillRotation,
     /// The operator SIGKILLed in each phase of a CA rotation (two rows: prepare, complete).
     KillCaRotation,
+    /// The operator SIGKILLed the moment the first client certificate of a CA
+    /// rotation's prepare phase moves to the new CA (the others still to move).
+    KillCaClientsMove,
     /// The management kube-apiserver stopped and restarted during a rotation, two replicas electing.
     RestartApiServer,
     /// The management etcd stopped and restarted during a rotation, two replicas electing.
@@ -27,10 +30,11 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::KillProvisioning,
         Scenario::KillRotation,
         Scenario::KillCaRotation,
+        Scenario::KillCaClientsMove,
         Scenario::RestartApiServer,
         Scenario::RestartEtcd,
     ];
@@ -41,6 +45,7 @@ impl Scenario {
             Scenario::KillProvisioning => "kill-provisioning",
             Scenario::KillRotation => "kill-rotation",
             Scenario::KillCaRotation => "kill-ca-rotation",
+            Scenario::KillCaClientsMove => "kill-ca-clients-move",
             Scenario::RestartApiServer => "restart-apiserver",
             Scenario::RestartEtcd => "restart-etcd",
         }

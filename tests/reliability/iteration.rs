@@ -110,6 +110,11 @@ impl Asked {
         }
     }
 
+    /// Its point in the ledger ([`Ledger::mark`]).
+    pub fn mark(&self) -> u64 {
+        self.mark
+    }
+
     /// Now, in the ledger of `case`, once it has delivered what `case.before` holds.
     pub async fn once_caught_up(case: &Case<'_>) -> Self {
         let caught_up = case

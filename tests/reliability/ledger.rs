@@ -26,6 +26,8 @@ type History = BTreeMap<String, Vec<(u64, String)>>;
 pub struct Ledger {
     history: Arc<Mutex<History>>,
     sequence: Arc<Mutex<u64>>,
+    /// Woken on every new version.
+    recorded: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -36,7 +38,8 @@ impl Ledger {
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
         let history = Arc::new(Mutex::new(History::new()));
         let sequence = Arc::new(Mutex::new(0u64));
-        let (h, s) = (history.clone(), sequence.clone());
+        let recorded = Arc::new(tokio::sync::Notify::new());
+        let (h, s, r) = (history.clone(), sequence.clone(), recorded.clone());
         let task = tokio::spawn(async move {
             let mut stream = watcher(api, watcher::Config::default())
                 .default_backoff()
@@ -52,13 +55,38 @@ impl Ledger {
                 let versions = history.entry(name).or_default();
                 if versions.last().map(|(_, v)| v) != Some(&issued) {
                     versions.push((*seq, issued));
+                    r.notify_waiters();
                 }
             }
         });
         Self {
             history,
             sequence,
+            recorded,
             task,
+        }
+    }
+
+    /// Waits (up to `within`) until one of `secrets` has issued `versions` values
+    /// since `mark` ([`Self::versions_since`]), and returns it: the moment the watch
+    /// delivers it, so a fault can land right after one write of a batch.
+    pub async fn first_to_reach(
+        &self,
+        secrets: &[String],
+        mark: u64,
+        versions: usize,
+        within: Duration,
+    ) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            // Registered before the check, so a version recorded in between wakes it.
+            let recorded = self.recorded.notified();
+            tokio::pin!(recorded);
+            recorded.as_mut().enable();
+            if let Some(reached) = secrets.iter().find(|s| self.versions_since(s, mark) >= versions) {
+                return Some(reached.clone());
+            }
+            tokio::time::timeout_at(deadline, recorded).await.ok()?;
         }
     }
 

@@ -1,6 +1,7 @@
 //! The reliability suite (issue 12): faults injected where they hurt, on real
 //! processes. The operator SIGKILLed at random moments of provisioning, of a
-//! rotation of every Secret and of each CA rotation phase; the management
+//! rotation of every Secret and of each CA rotation phase, and at the moment
+//! client certificates start moving to a new CA; the management
 //! kube-apiserver and its etcd stopped and restarted mid-rotation with two
 //! replicas electing a leader. Each iteration records what was still undone at
 //! the fault, and checks that nothing was lost, replaced unasked or done twice.
@@ -42,6 +43,7 @@ async fn run(plan: &Plan, scenario: Scenario) -> Vec<Row> {
             Scenario::KillProvisioning => vec![operator_kills::provisioning(plan, &client).await],
             Scenario::KillRotation => vec![operator_kills::rotation(plan, &client).await],
             Scenario::KillCaRotation => operator_kills::ca_rotation(plan, &client).await,
+            Scenario::KillCaClientsMove => vec![operator_kills::ca_clients_move(plan, &client).await],
             Scenario::RestartApiServer => vec![management_restarts::restarts(plan, "kube-apiserver").await],
             Scenario::RestartEtcd => vec![management_restarts::restarts(plan, "etcd").await],
         }

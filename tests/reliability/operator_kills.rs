@@ -3,12 +3,15 @@
 //! kubeconfig Secret of one tenant, and each phase of a CA rotation. One tenant
 //! serves every iteration where the flow can repeat; no tenant API server runs
 //! (nothing here needs one). The first iteration of each flow runs without a kill
-//! and sets the window the kills are drawn from.
+//! and sets the window the kills are drawn from. One more scenario kills at an
+//! event instead of a delay: the moment the watch delivers the first client
+//! certificate of a CA rotation moved to the new CA, the rest still to move.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use kamaji::api::labels;
 use kube::Client;
+use tokio::time::Instant;
 
 use crate::{
     faults::{Plan, Scenario, Window},
@@ -33,6 +36,68 @@ impl Fault for Kill<'_> {
     async fn inject(&mut self, case: &Case<'_>) -> Snapshot {
         self.env.operator.kill_in_place();
         case.read().await
+    }
+
+    async fn recover(&mut self) {
+        self.env.restart_operator();
+    }
+}
+
+/// The tenant CA's client Secrets that a CA rotation's prepare phase moves to the
+/// new CA in one pass, once the control plane trusts it.
+const MOVING_CLIENTS: [&str; 4] = [
+    "admin-kubeconfig",
+    "api-server-kubelet-client-certificate",
+    "controller-manager-kubeconfig",
+    "scheduler-kubeconfig",
+];
+/// The version of a moving client that is the moved one, counting the one held when
+/// the rotation was asked for and the one re-issued with both CAs' bundle.
+const MOVED_VERSION: usize = 3;
+/// How long the first client may take to move.
+const FIRST_MOVE_WITHIN: Duration = Duration::from_secs(120);
+
+/// SIGKILL of the operator the moment the ledger's watch delivers the first moved
+/// client ([`MOVED_VERSION`] of one of [`MOVING_CLIENTS`]).
+struct KillAsClientsMove<'e> {
+    env: &'e mut TenantEnv,
+    mark: u64,
+    asked_at: Instant,
+    /// When the kill landed, after the request.
+    landed: Duration,
+    /// Clients on the new CA once the kill had landed.
+    moved: usize,
+}
+
+impl Fault for KillAsClientsMove<'_> {
+    async fn inject(&mut self, case: &Case<'_>) -> Snapshot {
+        let clients: Vec<String> = MOVING_CLIENTS
+            .iter()
+            .map(|s| format!("{}-{s}", case.tenant))
+            .collect();
+        let first = case
+            .ledger
+            .first_to_reach(&clients, self.mark, MOVED_VERSION, FIRST_MOVE_WITHIN)
+            .await;
+        self.env.operator.kill_in_place();
+        self.landed = self.asked_at.elapsed();
+        let at_kill = case.read().await;
+        // What was written before the kill may still be on its way through the watch.
+        if let Err(lag) = case
+            .ledger
+            .catch_up(&at_kill, case.tenant, Duration::from_secs(30))
+            .await
+        {
+            println!("  {lag}");
+        }
+        self.moved = clients
+            .iter()
+            .filter(|c| case.ledger.versions_since(c, self.mark) >= MOVED_VERSION)
+            .count();
+        if first.is_none() {
+            println!("  no client moved within {FIRST_MOVE_WITHIN:?}; killed then");
+        }
+        at_kill
     }
 
     async fn recover(&mut self) {
@@ -278,6 +343,67 @@ pub async fn ca_rotation(plan: &Plan, client: &Client) -> Vec<Row> {
         }
     }
     rows.to_vec()
+}
+
+/// One tenant; every iteration rotates its CA, the operator killed in prepare the
+/// moment the first client moves to the new CA; completion runs without a fault.
+pub async fn ca_clients_move(plan: &Plan, client: &Client) -> Row {
+    let mut row = Row::new("operator SIGKILL: CA rotation, as the first client moves");
+    let (ns, mut env, ledger, tenant, expected) = provisioned(client, "fault-move", "m").await;
+    let scratch = env.dir().join("verify");
+    let mut calibrated: [Option<BTreeMap<String, usize>>; 2] = [None, None];
+    let mut split = 0;
+    // Round 0 starts from a fresh tenant, round 1 is the fault-free calibration.
+    for round in 0..=plan.iterations + 1 {
+        for (phase, flow) in [Flow::CaPrepare, Flow::CaComplete].into_iter().enumerate() {
+            let before = Snapshot::read(client, &ns.name, &tenant.name).await;
+            let case = Case {
+                client,
+                namespace: &ns.name,
+                tenant: &tenant.name,
+                flow,
+                before: &before,
+                expected: &expected,
+                ledger: &ledger,
+                scratch: &scratch,
+                calibrated: calibrated[phase].as_ref(),
+            };
+            let asked = Asked::once_caught_up(&case).await;
+            let mut kill = KillAsClientsMove {
+                env: &mut env,
+                mark: asked.mark(),
+                asked_at: Instant::now(),
+                landed: Duration::ZERO,
+                moved: 0,
+            };
+            ask_ca_phase(&ns.name, &tenant, flow);
+            if round <= 1 || flow == Flow::CaComplete {
+                let outcome = run(&case, asked, Duration::ZERO, &mut NoFault).await;
+                if round == 1 {
+                    calibrated[phase] = Some(outcome.versions);
+                } else if !outcome.problems.is_empty() || !outcome.lost.is_empty() {
+                    row.failed(&format!(
+                        "{flow:?} without a fault, round {round}: {:?} lost {:?}",
+                        outcome.problems, outcome.lost
+                    ));
+                }
+                continue;
+            }
+            let outcome = run(&case, asked, Duration::ZERO, &mut kill).await;
+            println!(
+                "  clients on the new CA at the kill: {} of {}",
+                kill.moved,
+                MOVING_CLIENTS.len()
+            );
+            split += usize::from((1..MOVING_CLIENTS.len()).contains(&kill.moved));
+            row.record(round - 1, kill.landed, &outcome);
+        }
+    }
+    println!(
+        "{}: {split} of {} kills landed with some clients moved and some not",
+        row.scenario, row.iterations
+    );
+    row
 }
 
 /// Prepare: the rotate annotation on `<tcp>-ca`; complete: the completion annotation on the TCP.

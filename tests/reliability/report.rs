@@ -54,6 +54,12 @@ impl Row {
         );
     }
 
+    /// Counts a failure outside a faulted iteration (a flow run without a fault between them).
+    pub fn failed(&mut self, why: &str) {
+        self.failures += 1;
+        println!("{}: FAILED: {why}", self.scenario);
+    }
+
     /// Counts a scenario that stopped early (a panic in its set-up or a flow).
     pub fn aborted(&mut self, why: &str) {
         self.failures += 1;
