@@ -15,7 +15,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use tokio::time::Instant;
 
-use crate::support::Operator;
+use crate::support::{
+    Operator,
+    metrics::{http_get, sample_sum, served_address},
+};
 
 /// Lease timing: a standby takes over within 4 s of the last renewal.
 const LEASE: [&str; 2] = [
@@ -131,7 +134,7 @@ fn supervise(
 async fn sample(replicas: &[Replica], leases: &Api<Lease>) -> Option<String> {
     let mut leading = Vec::new();
     for replica in replicas {
-        let Some(address) = metrics_address(&replica.operator.log_text()) else {
+        let Some(address) = served_address(&replica.operator.log_text(), "/metrics") else {
             continue;
         };
         if leader_gauge(address).await == Some(1.0) {
@@ -156,31 +159,8 @@ async fn sample(replicas: &[Replica], leases: &Api<Lease>) -> Option<String> {
     }
 }
 
-/// The address the log says `/metrics` is served on.
-fn metrics_address(log: &str) -> Option<SocketAddr> {
-    let marker = "serving /metrics on http://";
-    let at = log.find(marker)? + marker.len();
-    let address: String = log[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    address.parse().ok()
-}
-
 /// `kamaji_leader` from `/metrics`, `None` when nothing answers.
 async fn leader_gauge(address: SocketAddr) -> Option<f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fetch = async {
-        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-        let request = format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut body = String::new();
-        stream.read_to_string(&mut body).await.ok()?;
-        Some(body)
-    };
-    let body = tokio::time::timeout(Duration::from_secs(2), fetch).await.ok()??;
-    body.lines()
-        .filter(|l| l.starts_with("kamaji_leader ") || l.starts_with("kamaji_leader{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .reduce(|a, b| a + b)
+    let (status, body) = http_get(address, "/metrics").await;
+    (status == 200).then(|| sample_sum(&body, "kamaji_leader"))
 }

@@ -504,6 +504,7 @@ pub fn assert_chain(dir: &Path, ca: &[u8], leaf: &[u8], what: &str) {
     );
 }
 pub mod konnectivity;
+pub mod metrics;
 pub mod probe;
 pub mod tenant;
 
