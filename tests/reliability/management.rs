@@ -1,7 +1,9 @@
 //! A throwaway management cluster (tests/cluster/up.sh with a state directory of
 //! its own: etcd, kube-apiserver, controller-manager, scheduler, kwok) whose
 //! kube-apiserver or etcd the suite stops and starts again, without disturbing
-//! the shared cluster other tests use. Stopped on drop (down.sh).
+//! the shared cluster other tests use. Stopped on drop (down.sh), and at the start
+//! of the next run: its state directory is always the same one, so the processes
+//! of a run that was killed before its drop do not outlive it for long.
 
 use std::{
     path::{Path, PathBuf},
@@ -16,7 +18,6 @@ pub struct Management {
     pub kubeconfig: PathBuf,
     /// Components started again by the suite: reaped after down.sh stopped them.
     restarted: std::sync::Mutex<Vec<std::process::Child>>,
-    _dir: tempfile::TempDir,
 }
 
 /// A component as it ran before it was stopped: what starts it again.
@@ -33,10 +34,13 @@ fn script(name: &str) -> PathBuf {
 }
 
 impl Management {
-    /// Starts the cluster (up.sh); panics with its log when it does not come up.
+    /// Starts the cluster (up.sh), once what a previous run left running is
+    /// stopped; panics with its log when it does not come up.
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let state = dir.path().join("cluster");
+        let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability-management");
+        let _ = Command::new(script("down.sh"))
+            .env("KAMAJI_CLUSTER_STATE", &state)
+            .output();
         let output = Command::new(script("up.sh"))
             .env("KAMAJI_CLUSTER_STATE", &state)
             .output()
@@ -51,7 +55,6 @@ impl Management {
             state,
             kubeconfig,
             restarted: std::sync::Mutex::new(Vec::new()),
-            _dir: dir,
         }
     }
 
