@@ -39,13 +39,17 @@ lint: ## rustfmt and clippy, warnings are errors
 
 # The whole suite: unit tests, PKI checks with openssl, and the integration
 # tests on the real local cluster (started if needed, stopped afterwards unless
-# KEEP_CLUSTER=1).
+# KEEP_CLUSTER=1). The reliability suite's table (its output is captured by
+# libtest) is printed at the end, passed or failed.
 .PHONY: test
 test: cluster-build ## Run every test (the local cluster is started and stopped)
 	@set -e; \
 	if [[ -z "$$KEEP_CLUSTER" ]]; then trap '$(CLUSTER)/down.sh' EXIT; fi; \
 	$(CLUSTER)/up.sh >/dev/null; \
-	KAMAJI_FAULT_ITERATIONS=$${KAMAJI_FAULT_ITERATIONS:-2} cargo test
+	report=$$(mktemp); status=0; \
+	KAMAJI_FAULT_REPORT=$$report KAMAJI_FAULT_ITERATIONS=$${KAMAJI_FAULT_ITERATIONS:-2} cargo test || status=$$?; \
+	if [[ -s $$report ]]; then echo; echo "reliability suite:"; cat $$report; fi; \
+	rm -f $$report; exit $$status
 
 # The fault-injection suite (tests/reliability/): the operator SIGKILLed in each
 # flow, the management kube-apiserver and etcd restarted mid-rotation; prints the

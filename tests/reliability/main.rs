@@ -8,7 +8,9 @@
 //!
 //! `make reliability` runs it with 30 iterations a scenario and prints the table;
 //! `KAMAJI_FAULT_SEED`, `KAMAJI_FAULT_ITERATIONS` and `KAMAJI_FAULT_SCENARIOS`
-//! replay or narrow a run (see faults.rs).
+//! replay or narrow a run (see faults.rs). With `KAMAJI_FAULT_REPORT` set the
+//! table is also written to that file, so `make test` (whose output libtest
+//! captures) can print it.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -79,7 +81,9 @@ async fn faults_injected_mid_flow_lose_nothing_replace_no_key_unasked_and_do_not
     for scenario in plan.scenarios.clone() {
         rows.extend(run(&plan, scenario).await);
     }
-    println!("\n{plan}\n\n{}", report::table(&rows));
+    let summary = format!("{plan}\n\n{}", report::table(&rows));
+    println!("\n{summary}");
+    report::save(&summary);
     let failures: usize = rows.iter().map(|r| r.failures).sum();
     let lost: usize = rows.iter().map(|r| r.lost).sum();
     assert_eq!(

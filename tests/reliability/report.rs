@@ -91,3 +91,17 @@ pub fn table(rows: &[Row]) -> String {
     }
     out
 }
+
+/// Writes the run's summary to `KAMAJI_FAULT_REPORT` when it is set; a file that
+/// cannot be written is reported, not fatal: the table is on stdout too.
+pub fn save(summary: &str) {
+    let Some(path) = std::env::var_os("KAMAJI_FAULT_REPORT") else {
+        return;
+    };
+    if let Err(error) = std::fs::write(&path, format!("{summary}\n")) {
+        eprintln!(
+            "reliability: writing the table to {}: {error}",
+            path.to_string_lossy()
+        );
+    }
+}
