@@ -31,6 +31,10 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The pass found its DataStore unusable: the problem as the pass worded it (it
+    /// names the DataStore already), so the retry's log line and event repeat nothing.
+    #[error("{0}")]
+    DataStoreProblem(String),
     /// A deleted tenant's etcd user, role or keys could not be removed (retried until
     /// the cleanup grace period ends).
     #[error("cleaning up tenant {tenant}: {reason}")]
@@ -70,7 +74,7 @@ impl Error {
             Error::Kube { .. } => "KubeApiError",
             Error::MissingMetadata(_) => "MissingMetadata",
             Error::NoDataStore => "NoDataStore",
-            Error::DataStoreUnusable { .. } => "DataStoreUnusable",
+            Error::DataStoreUnusable { .. } | Error::DataStoreProblem(_) => "DataStoreUnusable",
             Error::DataStoreCleanup { .. } => "DataStoreCleanupFailed",
             Error::IssuanceTask(_) => "IssuanceTaskFailed",
             Error::InvalidCertificate { .. } => "InvalidCertificate",

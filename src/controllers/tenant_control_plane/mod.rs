@@ -182,19 +182,21 @@ pub async fn reconcile(tcp: Arc<TenantControlPlane>, ctx: Arc<Context>) -> Resul
     let source_expiring = datastore_source_warning(&ctx, &tcp, &stored).await;
     let action = next_action(&desired, &status, source_expiring);
     status::write(&ctx, &tcp, &tenant, status).await?;
-    if let Some(Problem::DataStore(reason)) = desired
-        .problems
-        .iter()
-        .find(|p| matches!(p, Problem::DataStore(_)))
-    {
+    if let Some(retry) = datastore_retry(&desired.problems) {
         // Everything that does not depend on the DataStore is done; retry the rest with backoff.
-        return Err(Error::DataStoreUnusable {
-            name: tcp.spec.data_store.clone().unwrap_or_default(),
-            reason: reason.clone(),
-        });
+        return Err(retry);
     }
     ctx.retries.succeeded(CONTROLLER, &tenant.namespace, &tenant.name);
     Ok(action)
+}
+
+/// The error that retries a pass whose DataStore was unusable, worded as the pass
+/// worded the problem.
+fn datastore_retry(problems: &[Problem]) -> Option<Error> {
+    problems.iter().find_map(|problem| match problem {
+        Problem::DataStore(reason) => Some(Error::DataStoreProblem(reason.clone())),
+        _ => None,
+    })
 }
 
 /// The desired objects, computed off the async runtime (issuing generates keys).
@@ -308,5 +310,24 @@ fn next_action(desired: &Desired, status: &TenantControlPlaneStatus, source_expi
         Action::requeue(Duration::from_secs(60))
     } else {
         Action::await_change()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_datastore_retry_names_the_datastore_once_as_the_pass_worded_it() {
+        let problems = [
+            Problem::WaitingForAddress("tenant-00".into()),
+            Problem::DataStore("DataStore default: not found".into()),
+        ];
+        let retry = datastore_retry(&problems).map(|e| (e.reason(), e.to_string()));
+        assert_eq!(
+            retry,
+            Some(("DataStoreUnusable", "DataStore default: not found".to_string()))
+        );
+        assert!(datastore_retry(&problems[..1]).is_none());
     }
 }
