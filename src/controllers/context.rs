@@ -3,12 +3,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use kube::{
-    Client,
-    runtime::events::{Recorder, Reporter},
-};
+use kube::{Client, runtime::events::Reporter};
 
-use crate::{controllers::retry::Retries, pki::KeyAlgorithm, runtime::metrics::Metrics};
+use crate::{
+    controllers::{event_recorder::EventRecorder, retry::Retries},
+    pki::KeyAlgorithm,
+    runtime::metrics::Metrics,
+};
 
 /// Operator settings (the manager's flags).
 #[derive(Clone, Debug)]
@@ -69,7 +70,7 @@ pub struct Context {
     /// Client of the management cluster.
     pub client: Client,
     /// Publishes Events on the objects reconciled.
-    pub recorder: Recorder,
+    pub recorder: Arc<EventRecorder>,
     /// The operator's settings.
     pub settings: Settings,
     /// The operator's Prometheus metrics (rendered on `/metrics`).
@@ -91,7 +92,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Arc::new(EventRecorder::new(client.clone(), reporter)),
             client,
             settings,
             metrics,

@@ -5,6 +5,7 @@ pub mod certificate_lifecycle;
 pub mod context;
 pub mod datastore;
 pub mod error;
+pub mod event_recorder;
 pub mod retry;
 pub mod tenant_cluster;
 pub mod tenant_control_plane;

@@ -216,6 +216,60 @@ async fn rotating_x509_secrets_by_annotation_reissues_them_in_place_with_one_rol
     );
 }
 
+/// The notes of the tenant's `Rotated` events (`kubectl describe tcp` shows them).
+async fn rotated_notes(client: &Client, ns: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let events = api.list(&ListParams::default()).await.expect("listing events");
+    events
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("Rotated")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(TENANT)
+        })
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+/// Asks for the rotation of one Secret and waits until its `Rotated` event names it.
+async fn rotate_and_wait_for_its_event(client: &Client, ns: &str, suffix: &str) -> Vec<String> {
+    let secret = format!("{TENANT}-{suffix}");
+    kubectl_ok(&[
+        "annotate",
+        "secret",
+        "-n",
+        ns,
+        &secret,
+        "certs.kamaji.clastix.io/rotate=",
+    ]);
+    eventually(
+        &format!("a Rotated event naming {secret}"),
+        Duration::from_secs(90),
+        || async {
+            let notes = rotated_notes(client, ns).await;
+            notes.iter().any(|n| n.contains(&secret)).then_some(notes)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn two_rotations_in_a_row_are_two_events_each_naming_its_secret() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "rotate-events").await;
+    let (operator, _) = provision(&client, &ns.name).await;
+    rotate_and_wait_for_its_event(&client, &ns.name, "api-server-certificate").await;
+    // Within the minutes in which an event series would fold a second rotation
+    // into the first, keeping the first note.
+    let notes = rotate_and_wait_for_its_event(&client, &ns.name, "front-proxy-client-certificate").await;
+    let first = format!("{TENANT}-api-server-certificate");
+    assert!(
+        notes.iter().any(|n| n.contains(&first)),
+        "the first rotation's event is kept: {notes:?}\n{}",
+        operator.log_text()
+    );
+}
+
 #[tokio::test]
 async fn rotating_kubeconfig_secrets_reissues_every_key_with_one_rollout() {
     let client = client().await;
