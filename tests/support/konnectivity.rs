@@ -187,10 +187,8 @@ impl NodeEndpoint {
             while let Ok((stream, _)) = listener.accept().await {
                 let (acceptor, counter) = (acceptor.clone(), counter.clone());
                 tokio::spawn(async move {
-                    if let Ok(tls) = acceptor.accept(stream).await
-                        && answer(tls).await
-                    {
-                        counter.fetch_add(1, Ordering::SeqCst);
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        answer(tls, &counter).await;
                     }
                 });
             }
@@ -202,7 +200,7 @@ impl NodeEndpoint {
         }
     }
 
-    /// How many requests it answered.
+    /// How many requests it received (and answered).
     pub fn served(&self) -> usize {
         self.served.load(Ordering::SeqCst)
     }
@@ -216,13 +214,18 @@ impl Drop for NodeEndpoint {
     }
 }
 
-/// Reads one request head and answers `served <path>`; whether it did.
-async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S) -> bool {
+/// Reads one request head, counts it, and answers `served <path>`. Counted before the
+/// answer is written: a client that read the answer must find it counted (counting after
+/// the write raced the test's next look at the counter).
+async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    served: &AtomicUsize,
+) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
         match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return,
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
@@ -233,7 +236,8 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut str
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let written = stream.write_all(response.as_bytes()).await.is_ok();
-    let _ = stream.shutdown().await;
-    written
+    served.fetch_add(1, Ordering::SeqCst);
+    if stream.write_all(response.as_bytes()).await.is_ok() {
+        let _ = stream.shutdown().await;
+    }
 }
