@@ -144,6 +144,14 @@ impl Delays {
         self.between(window.0, window.1)
     }
 
+    /// One of `count` choices, `0..count` (0 when there is none).
+    pub fn one_of(&mut self, count: usize) -> usize {
+        if count == 0 {
+            return 0;
+        }
+        self.0.random_range(0..count)
+    }
+
     /// A delay in `[low, high)`.
     pub fn between(&mut self, low: Duration, high: Duration) -> Duration {
         low + self.within(high.saturating_sub(low))

@@ -18,6 +18,16 @@ use kube::{
 
 use crate::tenant_state::{SECRETS, Snapshot};
 
+/// The Secrets of `tenant` the ledger records versions of: every one but
+/// `datastore-config`, which issues nothing ([`Snapshot::issued_value`]).
+pub fn recorded_secrets(tenant: &str) -> Vec<String> {
+    SECRETS
+        .iter()
+        .filter(|s| **s != "datastore-config")
+        .map(|s| format!("{tenant}-{s}"))
+        .collect()
+}
+
 /// Secret name → the distinct values it issued, in order, each with the sequence
 /// number of the event that brought it.
 type History = BTreeMap<String, Vec<(u64, String)>>;
@@ -77,16 +87,47 @@ impl Ledger {
         versions: usize,
         within: Duration,
     ) -> Option<String> {
+        let mut reached = None;
+        self.wait_for(within, |ledger| {
+            reached = secrets
+                .iter()
+                .find(|s| ledger.versions_since(s, mark) >= versions)
+                .cloned();
+            reached.is_some()
+        })
+        .await;
+        reached
+    }
+
+    /// Waits (up to `within`) until `count` of `secrets` have been written since
+    /// `mark`, none held before it (a new tenant's); whether they were. Returns the
+    /// moment the watch delivers the last of them.
+    pub async fn written(&self, secrets: &[String], mark: u64, count: usize, within: Duration) -> bool {
+        self.wait_for(within, |ledger| {
+            let written = secrets
+                .iter()
+                .filter(|s| ledger.versions_since(s, mark) > 0)
+                .count();
+            written >= count
+        })
+        .await
+    }
+
+    /// Waits (up to `within`) until `reached` holds of the record, checked again on
+    /// every new version; whether it did.
+    async fn wait_for(&self, within: Duration, mut reached: impl FnMut(&Self) -> bool) -> bool {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             // Registered before the check, so a version recorded in between wakes it.
             let recorded = self.recorded.notified();
             tokio::pin!(recorded);
             recorded.as_mut().enable();
-            if let Some(reached) = secrets.iter().find(|s| self.versions_since(s, mark) >= versions) {
-                return Some(reached.clone());
+            if reached(self) {
+                return true;
             }
-            tokio::time::timeout_at(deadline, recorded).await.ok()?;
+            if tokio::time::timeout_at(deadline, recorded).await.is_err() {
+                return false;
+            }
         }
     }
 

@@ -3,9 +3,10 @@
 //! kubeconfig Secret of one tenant, and each phase of a CA rotation. One tenant
 //! serves every iteration where the flow can repeat; no tenant API server runs
 //! (nothing here needs one). The first iteration of each flow runs without a kill
-//! and sets the window the kills are drawn from. One more scenario kills at an
-//! event instead of a delay: the moment the watch delivers the first client
-//! certificate of a CA rotation moved to the new CA, the rest still to move.
+//! and sets the window the kills are drawn from. Two kill at an event instead of a
+//! delay: provisioning, right after the watch delivers a randomly drawn one of the
+//! new tenant's Secrets; and a CA rotation, the moment the watch delivers the first
+//! client certificate moved to the new CA, the rest still to move.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -17,13 +18,13 @@ use crate::{
     faults::{Plan, Scenario, Window},
     flows::Flow,
     iteration::{Asked, Case, Fault, NoFault, Outcome, run},
-    ledger::Ledger,
+    ledger::{Ledger, recorded_secrets},
     report::Row,
     support::{
         TestNamespace, kubectl, kubectl_ok,
         tenant::{Tenant, TenantEnv},
     },
-    tenant_state::Snapshot,
+    tenant_state::{SECRETS, Snapshot},
 };
 
 /// SIGKILL of the operator; the next one starts with the same flags once the
@@ -105,6 +106,51 @@ impl Fault for KillAsClientsMove<'_> {
     }
 }
 
+/// Where a provisioning kill may land: before the first write, or right after any of
+/// the Secrets the ledger records ([`recorded_secrets`]: all but one).
+const KILL_POINTS: usize = SECRETS.len();
+
+/// How long a new tenant's Secrets may take to be written.
+const WRITES_WITHIN: Duration = Duration::from_secs(120);
+
+/// SIGKILL of the operator while it provisions a tenant: the moment the ledger's
+/// watch delivers the `after_writes`-th of its Secrets, or `delay` after the
+/// request when `after_writes` is 0 (nothing written yet).
+struct KillAfterWrites<'e> {
+    env: &'e mut TenantEnv,
+    mark: u64,
+    asked_at: Instant,
+    after_writes: usize,
+    delay: Duration,
+    /// When the kill landed, after the request.
+    landed: Duration,
+}
+
+impl Fault for KillAfterWrites<'_> {
+    async fn inject(&mut self, case: &Case<'_>) -> Snapshot {
+        let secrets = recorded_secrets(case.tenant);
+        if self.after_writes == 0 {
+            tokio::time::sleep_until(self.asked_at + self.delay).await;
+        } else if !case
+            .ledger
+            .written(&secrets, self.mark, self.after_writes, WRITES_WITHIN)
+            .await
+        {
+            println!(
+                "  {} Secrets not written within {WRITES_WITHIN:?}; killed then",
+                self.after_writes
+            );
+        }
+        self.env.operator.kill_in_place();
+        self.landed = self.asked_at.elapsed();
+        case.read().await
+    }
+
+    async fn recover(&mut self) {
+        self.env.restart_operator();
+    }
+}
+
 /// A namespace, a DataStore and the operator, without the tenant side.
 async fn environment(client: &Client, prefix: &str) -> (TestNamespace, TenantEnv, Ledger) {
     let ns = TestNamespace::create(client, prefix).await;
@@ -141,6 +187,12 @@ pub fn rotate_every_secret(kubeconfig: &std::path::Path, namespace: &str, tenant
 }
 
 /// A new tenant per iteration, killed while it is provisioned, deleted afterwards.
+/// A delay drawn from a fault-free run mostly missed the batch (its Secrets are
+/// written within a few hundred ms, after seconds of key generation whose length
+/// varies), so the kill lands at a point of the batch drawn at random: right after
+/// the watch delivers the k-th of the tenant's certificate and kubeconfig Secrets,
+/// k in `1..=10` (the 10th: before `datastore-config` and the Deployment), or for
+/// k = 0 at a random moment before the first write.
 pub async fn provisioning(plan: &Plan, client: &Client) -> Row {
     let mut row = Row::new("operator SIGKILL: provisioning");
     let (ns, mut env, ledger) = environment(client, "fault-provision").await;
@@ -148,10 +200,18 @@ pub async fn provisioning(plan: &Plan, client: &Client) -> Row {
     let mut delays = plan.rng(Scenario::KillProvisioning);
     let empty = Snapshot::default();
     let mut expected = BTreeMap::new();
-    let mut window = Window::default();
+    let mut before_first_write = Duration::ZERO;
     for iteration in 0..=plan.iterations {
         let asked = Asked::now(&ledger);
-        let tenant = env.create_tenant(&format!("p{iteration}"));
+        let mut kill = KillAfterWrites {
+            env: &mut env,
+            mark: asked.mark(),
+            asked_at: Instant::now(),
+            after_writes: delays.one_of(KILL_POINTS),
+            delay: delays.within(before_first_write),
+            landed: Duration::ZERO,
+        };
+        let tenant = kill.env.create_tenant(&format!("p{iteration}"));
         let case = Case {
             client,
             namespace: &ns.name,
@@ -166,13 +226,17 @@ pub async fn provisioning(plan: &Plan, client: &Client) -> Row {
         if iteration == 0 {
             let outcome = run(&case, asked, Duration::ZERO, &mut NoFault).await;
             report_calibration(&row, &outcome);
-            window = Window::of(outcome.work_seen, outcome.took);
+            before_first_write = outcome.work_seen.unwrap_or_default();
             expected = outcome.after.keys();
             continue;
         }
-        let delay = delays.in_work(window);
-        let outcome = run(&case, asked, delay, &mut Kill { env: &mut env }).await;
-        row.record(iteration, delay, &outcome);
+        let outcome = run(&case, asked, Duration::ZERO, &mut kill).await;
+        println!(
+            "  killed after {} of {} Secrets written",
+            kill.after_writes,
+            KILL_POINTS - 1
+        );
+        row.record(iteration, kill.landed, &outcome);
         delete_tenant(&ns.name, &tenant);
     }
     row
@@ -200,7 +264,7 @@ fn delete_tenant(namespace: &str, tenant: &Tenant) {
 
 fn report_calibration(row: &Row, outcome: &Outcome) {
     println!(
-        "{}: calibration (no fault): work first seen after {:.1?}, converged in {:.1?}: kills land in between; {}",
+        "{}: calibration (no fault): work first seen after {:.1?}, converged in {:.1?}; {}",
         row.scenario,
         outcome.work_seen.unwrap_or_default(),
         outcome.took,
