@@ -198,7 +198,7 @@ pub fn go_bool(value: &str) -> Result<bool, String> {
 /// `0`) or humantime's (`7d`, `36h`, `1w`). Negative values are refused: none
 /// of the flags means anything with them.
 pub fn go_duration(value: &str) -> Result<Duration, String> {
-    if let Ok(duration) = humantime::parse_duration(value) {
+    if let Ok(duration) = super::durations::parse(value) {
         return Ok(duration);
     }
     parse_go_duration(value).ok_or_else(|| format!("{value:?} is not a duration such as 30s, 1h30m or 7d"))

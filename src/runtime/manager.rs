@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::{
+    durations,
     health::{Health, Phase},
     http,
     kamaji_flags::{KamajiFlags, go_bool, go_duration},
@@ -62,7 +63,7 @@ pub struct ManagerArgs {
     /// A tenant's control plane rolls once its mounted material has been unchanged this
     /// long, so a burst of rotations is one rollout (rotated Secrets are written at once;
     /// `0` rolls on every change).
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, help_heading = "Certificates")]
+    #[arg(long, default_value = "2s", value_parser = durations::parse, help_heading = "Certificates")]
     pub rollout_batch_window: Duration,
     /// The longest service-account token lifetime a tenant allows (1h or more; passed
     /// to kube-apiserver as its flag of the same name). After a key rotation the
@@ -77,7 +78,7 @@ pub struct ManagerArgs {
     /// control plane runs the prepared material and every worker node renewed its
     /// kubelet client certificate under the new CA (or at once with the
     /// certs.kamaji.clastix.io/complete-ca-rotation annotation on the TenantControlPlane).
-    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration, help_heading = "Certificates")]
+    #[arg(long, default_value = "24h", value_parser = durations::parse, help_heading = "Certificates")]
     pub ca_rotation_grace_period: Duration,
     /// The lifecycle controller starts a CA rotation once this share of the CA's
     /// lifetime has passed (percent, as OpenShift's certrotation does), early enough

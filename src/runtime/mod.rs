@@ -1,6 +1,7 @@
 //! The process around the controllers: the `kamaji manager` command, leader
 //! election, the HTTP endpoints (probes, metrics), logging.
 
+pub mod durations;
 pub mod health;
 pub mod http;
 pub mod kamaji_flags;
