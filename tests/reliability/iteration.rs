@@ -110,6 +110,11 @@ impl Asked {
         }
     }
 
+    /// When the work was asked for.
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+
     /// Its point in the ledger ([`Ledger::mark`]).
     pub fn mark(&self) -> u64 {
         self.mark

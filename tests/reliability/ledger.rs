@@ -16,14 +16,14 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 
-use crate::tenant_state::{SECRETS, Snapshot};
+use crate::tenant_state::{ISSUES_NOTHING, SECRETS, Snapshot};
 
-/// The Secrets of `tenant` the ledger records versions of: every one but
-/// `datastore-config`, which issues nothing ([`Snapshot::issued_value`]).
+/// The Secrets of `tenant` the ledger records versions of: every one that issues
+/// something ([`ISSUES_NOTHING`] does not).
 pub fn recorded_secrets(tenant: &str) -> Vec<String> {
     SECRETS
         .iter()
-        .filter(|s| **s != "datastore-config")
+        .filter(|s| **s != ISSUES_NOTHING)
         .map(|s| format!("{tenant}-{s}"))
         .collect()
 }

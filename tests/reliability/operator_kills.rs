@@ -24,7 +24,7 @@ use crate::{
         TestNamespace, kubectl, kubectl_ok,
         tenant::{Tenant, TenantEnv},
     },
-    tenant_state::{SECRETS, Snapshot},
+    tenant_state::Snapshot,
 };
 
 /// SIGKILL of the operator; the next one starts with the same flags once the
@@ -58,14 +58,37 @@ const MOVED_VERSION: usize = 3;
 /// How long the first client may take to move.
 const FIRST_MOVE_WITHIN: Duration = Duration::from_secs(120);
 
-/// SIGKILL of the operator the moment the ledger's watch delivers the first moved
-/// client ([`MOVED_VERSION`] of one of [`MOVING_CLIENTS`]).
-struct KillAsClientsMove<'e> {
-    env: &'e mut TenantEnv,
+/// SIGKILL of the operator at an event of the flow instead of after a delay.
+struct KillAtEvent<'e> {
+    kill: Kill<'e>,
+    /// The ledger's mark and the moment the work was asked for.
     mark: u64,
     asked_at: Instant,
     /// When the kill landed, after the request.
     landed: Duration,
+}
+
+impl<'e> KillAtEvent<'e> {
+    fn new(env: &'e mut TenantEnv, asked: &Asked) -> Self {
+        Self {
+            kill: Kill { env },
+            mark: asked.mark(),
+            asked_at: asked.at(),
+            landed: Duration::ZERO,
+        }
+    }
+
+    /// The event came: kills now, and returns the tenant as stored.
+    async fn now(&mut self, case: &Case<'_>) -> Snapshot {
+        self.landed = self.asked_at.elapsed();
+        self.kill.inject(case).await
+    }
+}
+
+/// SIGKILL of the operator the moment the ledger's watch delivers the first moved
+/// client ([`MOVED_VERSION`] of one of [`MOVING_CLIENTS`]).
+struct KillAsClientsMove<'e> {
+    at: KillAtEvent<'e>,
     /// Clients on the new CA once the kill had landed.
     moved: usize,
 }
@@ -76,13 +99,12 @@ impl Fault for KillAsClientsMove<'_> {
             .iter()
             .map(|s| format!("{}-{s}", case.tenant))
             .collect();
+        let mark = self.at.mark;
         let first = case
             .ledger
-            .first_to_reach(&clients, self.mark, MOVED_VERSION, FIRST_MOVE_WITHIN)
+            .first_to_reach(&clients, mark, MOVED_VERSION, FIRST_MOVE_WITHIN)
             .await;
-        self.env.operator.kill_in_place();
-        self.landed = self.asked_at.elapsed();
-        let at_kill = case.read().await;
+        let at_kill = self.at.now(case).await;
         // What was written before the kill may still be on its way through the watch.
         if let Err(lag) = case
             .ledger
@@ -93,7 +115,7 @@ impl Fault for KillAsClientsMove<'_> {
         }
         self.moved = clients
             .iter()
-            .filter(|c| case.ledger.versions_since(c, self.mark) >= MOVED_VERSION)
+            .filter(|c| case.ledger.versions_since(c, mark) >= MOVED_VERSION)
             .count();
         if first.is_none() {
             println!("  no client moved within {FIRST_MOVE_WITHIN:?}; killed then");
@@ -102,13 +124,9 @@ impl Fault for KillAsClientsMove<'_> {
     }
 
     async fn recover(&mut self) {
-        self.env.restart_operator();
+        self.at.kill.recover().await;
     }
 }
-
-/// Where a provisioning kill may land: before the first write, or right after any of
-/// the Secrets the ledger records ([`recorded_secrets`]: all but one).
-const KILL_POINTS: usize = SECRETS.len();
 
 /// How long a new tenant's Secrets may take to be written.
 const WRITES_WITHIN: Duration = Duration::from_secs(120);
@@ -117,23 +135,19 @@ const WRITES_WITHIN: Duration = Duration::from_secs(120);
 /// watch delivers the `after_writes`-th of its Secrets, or `delay` after the
 /// request when `after_writes` is 0 (nothing written yet).
 struct KillAfterWrites<'e> {
-    env: &'e mut TenantEnv,
-    mark: u64,
-    asked_at: Instant,
+    at: KillAtEvent<'e>,
     after_writes: usize,
     delay: Duration,
-    /// When the kill landed, after the request.
-    landed: Duration,
 }
 
 impl Fault for KillAfterWrites<'_> {
     async fn inject(&mut self, case: &Case<'_>) -> Snapshot {
         let secrets = recorded_secrets(case.tenant);
         if self.after_writes == 0 {
-            tokio::time::sleep_until(self.asked_at + self.delay).await;
+            tokio::time::sleep_until(self.at.asked_at + self.delay).await;
         } else if !case
             .ledger
-            .written(&secrets, self.mark, self.after_writes, WRITES_WITHIN)
+            .written(&secrets, self.at.mark, self.after_writes, WRITES_WITHIN)
             .await
         {
             println!(
@@ -141,13 +155,11 @@ impl Fault for KillAfterWrites<'_> {
                 self.after_writes
             );
         }
-        self.env.operator.kill_in_place();
-        self.landed = self.asked_at.elapsed();
-        case.read().await
+        self.at.now(case).await
     }
 
     async fn recover(&mut self) {
-        self.env.restart_operator();
+        self.at.kill.recover().await;
     }
 }
 
@@ -203,15 +215,8 @@ pub async fn provisioning(plan: &Plan, client: &Client) -> Row {
     let mut before_first_write = Duration::ZERO;
     for iteration in 0..=plan.iterations {
         let asked = Asked::now(&ledger);
-        let mut kill = KillAfterWrites {
-            env: &mut env,
-            mark: asked.mark(),
-            asked_at: Instant::now(),
-            after_writes: delays.one_of(KILL_POINTS),
-            delay: delays.within(before_first_write),
-            landed: Duration::ZERO,
-        };
-        let tenant = kill.env.create_tenant(&format!("p{iteration}"));
+        let tenant = env.create_tenant(&format!("p{iteration}"));
+        let recorded = recorded_secrets(&tenant.name).len();
         let case = Case {
             client,
             namespace: &ns.name,
@@ -230,13 +235,18 @@ pub async fn provisioning(plan: &Plan, client: &Client) -> Row {
             expected = outcome.after.keys();
             continue;
         }
+        // 0 (before the first write) to every recorded Secret written.
+        let mut kill = KillAfterWrites {
+            at: KillAtEvent::new(&mut env, &asked),
+            after_writes: delays.one_of(recorded + 1),
+            delay: delays.within(before_first_write),
+        };
         let outcome = run(&case, asked, Duration::ZERO, &mut kill).await;
         println!(
-            "  killed after {} of {} Secrets written",
-            kill.after_writes,
-            KILL_POINTS - 1
+            "  killed after {} of {recorded} Secrets written",
+            kill.after_writes
         );
-        row.record(iteration, kill.landed, &outcome);
+        row.record(iteration, kill.at.landed, &outcome);
         delete_tenant(&ns.name, &tenant);
     }
     row
@@ -434,10 +444,7 @@ pub async fn ca_clients_move(plan: &Plan, client: &Client) -> Row {
             };
             let asked = Asked::once_caught_up(&case).await;
             let mut kill = KillAsClientsMove {
-                env: &mut env,
-                mark: asked.mark(),
-                asked_at: Instant::now(),
-                landed: Duration::ZERO,
+                at: KillAtEvent::new(&mut env, &asked),
                 moved: 0,
             };
             ask_ca_phase(&ns.name, &tenant, flow);
@@ -460,7 +467,7 @@ pub async fn ca_clients_move(plan: &Plan, client: &Client) -> Row {
                 MOVING_CLIENTS.len()
             );
             split += usize::from((1..MOVING_CLIENTS.len()).contains(&kill.moved));
-            row.record(round - 1, kill.landed, &outcome);
+            row.record(round - 1, kill.at.landed, &outcome);
         }
     }
     println!(

@@ -29,6 +29,9 @@ pub const SECRETS: &[&str] = &[
     "datastore-config",
 ];
 
+/// The one Secret that issues nothing ([`Snapshot::issued_value`]): a configuration.
+pub const ISSUES_NOTHING: &str = "datastore-config";
+
 /// Who signs a leaf.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signer {
@@ -185,7 +188,7 @@ impl Snapshot {
             "ca" => self.signing_ca(),
             "front-proxy-ca-certificate" => self.front_proxy_ca(),
             "sa-certificate" => self.service_account_key(),
-            "datastore-config" => None,
+            ISSUES_NOTHING => None,
             _ => self.issued(suffix).map(|all| all.join(",")),
         }
     }
